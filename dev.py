@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Set up the project and run its main job or its tests, on a machine with only python3 and git.
+
+    python3 dev.py demo   # create .venv, install, run the whole DVC pipeline (dvc repro)
+    python3 dev.py test   # create .venv, install, run the test suite
+
+The virtual environment is (re)installed only when pyproject.toml changed since the last install.
+pip (not uv or poetry) is used on purpose: it honours the machine's local torch wheels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".installed-pyproject-sha256"
+
+
+def sh(*cmd: str | Path, **kw) -> None:
+    print("+", " ".join(map(str, cmd)), flush=True)
+    rc = subprocess.call([str(c) for c in cmd], cwd=ROOT, **kw)
+    if rc:
+        sys.exit(rc)
+
+
+def setup() -> None:
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text().strip() == want and (BIN / "python").exists():
+        return
+    if not (BIN / "python").exists():
+        print(f"creating {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    sh(BIN / "python", "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check",
+       "-e", ".[test]")
+    STAMP.write_text(want)
+
+
+def env() -> dict:
+    e = dict(os.environ)
+    e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"
+    e["VIRTUAL_ENV"] = str(VENV)
+    e.setdefault("DVC_NO_ANALYTICS", "1")
+    return e
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 1 or argv[0] not in ("demo", "test", "setup"):
+        sys.exit(__doc__)
+    setup()
+    if argv[0] == "demo":
+        sh(BIN / "dvc", "repro", *argv[1:], env=env())
+    elif argv[0] == "test":
+        sh(BIN / "python", "-m", "pytest", *argv[1:], env=env())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

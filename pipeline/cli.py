@@ -1,0 +1,49 @@
+"""The ``slug`` command line.
+
+    slug params [--file params.yaml]        validate params and print them resolved
+    slug model [--file params.yaml]         build the configured model, print what it is
+
+Expected errors print one line (``error: ...``) and exit 1; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import params as params_mod
+from .errors import SlugError
+
+
+def _cmd_params(args) -> None:
+    print(json.dumps(params_mod.to_dict(params_mod.load(args.file)), indent=2))
+
+
+def _cmd_model(args) -> None:
+    from .models import build, state_dict_hash
+
+    p = params_mod.load(args.file)
+    b = build(p.model.name, p.model.pretrained, p.model.quick_gelu, p.model.precision, p.device)
+    print(json.dumps({**b.describe(), "device": str(b.device), "image_size": b.image_size,
+                      "state_dict_sha256": state_dict_hash(b.model)}, indent=2))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="slug", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name, fn, helptext in (("params", _cmd_params, "validate and print params"),
+                               ("model", _cmd_model, "build the configured model")):
+        sp = sub.add_parser(name, help=helptext)
+        sp.add_argument("--file", default="params.yaml")
+        sp.set_defaults(fn=fn)
+    args = ap.parse_args(argv)
+    try:
+        args.fn(args)
+    except SlugError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

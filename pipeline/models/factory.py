@@ -1,0 +1,139 @@
+"""One call to build an open_clip model with its preprocessing and tokenizer.
+
+``build(name, pretrained)`` accepts the same names whether the weights are real or tiny:
+
+* ``name``: any open_clip architecture (``ViT-B-32``) or one of the tiny configs shipped in
+  ``configs/`` (registered with open_clip on import);
+* ``pretrained``: ``None`` (random init), an open_clip tag (``laion400m_e32``; downloaded by
+  open_clip where the network allows) or a local ``.safetensors``/``.pt`` file (offline).
+
+Checkpoints are loaded with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import open_clip
+import torch
+
+from ..errors import ModelError
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+PRECISIONS = ("fp32", "fp16", "bf16", "amp", "amp_bf16")
+LOCAL_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+
+open_clip.add_model_config(CONFIG_DIR)
+
+
+@dataclass
+class ModelBundle:
+    """What every stage needs from a model, plus where it came from (for manifests)."""
+
+    model: torch.nn.Module
+    preprocess: Callable  # eval preprocessing (resize, centre crop, normalise)
+    preprocess_train: Callable
+    tokenizer: Callable
+    name: str
+    pretrained: str | None
+    quick_gelu: bool
+    precision: str
+    device: torch.device
+
+    @property
+    def image_size(self) -> int:
+        size = self.model.visual.image_size
+        return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "pretrained": self.pretrained, "quick_gelu": self.quick_gelu,
+                "precision": self.precision, "open_clip": open_clip.__version__,
+                "parameters": sum(p.numel() for p in self.model.parameters())}
+
+
+def available_architectures() -> list[str]:
+    return open_clip.list_models()
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` takes CUDA when present; nothing else assumes CUDA."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} requested but CUDA is not available; use 'auto' or 'cpu'")
+    return torch.device(device)
+
+
+def _is_path(pretrained: str) -> bool:
+    return ("/" in pretrained or "\\" in pretrained or pretrained.endswith(LOCAL_SUFFIXES)
+            or pretrained.startswith("local-dir:"))
+
+
+def _check(name: str, pretrained: str | None, precision: str) -> None:
+    if name not in open_clip.list_models():
+        tiny = sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+        raise ModelError(f"unknown architecture {name!r}; tiny configs: {', '.join(tiny)}; "
+                         f"or any of open_clip.list_models() (e.g. ViT-B-32)")
+    if precision not in PRECISIONS:
+        raise ModelError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+    if pretrained is None:
+        return
+    if _is_path(pretrained):
+        path = Path(pretrained.removeprefix("local-dir:"))
+        if not path.exists():
+            raise ModelError(f"pretrained checkpoint {path} does not exist; train it first "
+                             f"(dvc repro pretrain) or fix model.pretrained in params.yaml")
+        return
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    if pretrained not in tags:
+        raise ModelError(f"unknown pretrained tag {pretrained!r} for {name}; known tags: "
+                         f"{', '.join(tags) or 'none (use a local file)'}")
+
+
+def build(name: str, pretrained: str | None = None, quick_gelu: bool = False,
+          precision: str = "fp32", device: str = "cpu") -> ModelBundle:
+    """Build model, preprocessing and tokenizer; clear ModelError for every expected mistake."""
+    _check(name, pretrained, precision)
+    dev = resolve_device(device)
+    # open_clip logs a warning for random init; here random init is what was asked for.
+    quiet = _quiet_root_logger() if pretrained is None else contextlib.nullcontext()
+    try:
+        with quiet:
+            model, preprocess_train, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=pretrained, precision=precision, device=dev,
+                force_quick_gelu=quick_gelu, output_dict=True, weights_only=True)
+    except (RuntimeError, KeyError) as exc:  # a checkpoint that does not fit the architecture
+        raise ModelError(f"cannot load {pretrained!r} into {name}: {str(exc).splitlines()[0]}") \
+            from None
+    model.eval()
+    return ModelBundle(model=model, preprocess=preprocess, preprocess_train=preprocess_train,
+                       tokenizer=open_clip.get_tokenizer(name), name=name, pretrained=pretrained,
+                       quick_gelu=quick_gelu, precision=precision, device=dev)
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def state_dict_hash(model: torch.nn.Module) -> str:
+    """SHA-256 over parameter names, shapes, dtypes and bytes: identifies a base model exactly."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        t = v.detach().cpu().contiguous()
+        h.update(k.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()

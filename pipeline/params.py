@@ -1,0 +1,192 @@
+"""Typed, validated params: one dataclass per stage group of params.yaml.
+
+``load(path)`` checks every key before any heavy work starts. A bad value fails at once with a
+message that names the key and what is allowed, e.g.::
+
+    params.yaml: pretrain.lr must be a number > 0, got 'fast'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ParamsError
+
+PRECISIONS = ("fp32", "fp16", "bf16", "amp", "amp_bf16")
+
+
+def _choice(*values):
+    return {"choices": values}
+
+
+def _range(lo=None, hi=None, lo_open=False):
+    return {"range": (lo, hi, lo_open)}
+
+
+@dataclass
+class TinyWorldParams:
+    n_shards: int = field(default=4, metadata=_range(1))
+    samples_per_shard: int = field(default=10000, metadata=_range(10))
+    fail_rate: float = field(default=0.03, metadata=_range(0.0, 0.5))
+    mix: dict = field(default_factory=lambda: {"identity": 0.34, "character": 0.1, "object": 0.32,
+                                               "style": 0.22, "distractor": 0.02})
+    anonymous_rate: float = field(default=0.08, metadata=_range(0.0, 1.0))
+    celeba_per_identity: int = field(default=40, metadata=_range(1))
+    imagenet_per_class: int = field(default=50, metadata=_range(1))
+    characters_per_class: int = field(default=40, metadata=_range(1))
+    canvas_per_pair: int = field(default=10, metadata=_range(1))
+    jpeg_quality: int = field(default=90, metadata=_range(50, 100))
+    workers: int = field(default=2, metadata=_range(1))
+    out: str = "data/tiny"
+
+
+@dataclass
+class DataParams:
+    shards: str = "data/tiny/laion"
+    celeba: str = "data/tiny/celeba"
+    imagenet: str = "data/tiny/imagenet"
+    characters: str = "data/tiny/characters"
+    unlearncanvas: str = "data/tiny/unlearncanvas"
+
+
+@dataclass
+class ModelParams:
+    name: str = "tiny-clip"
+    pretrained: str = "models/tiny-clip.safetensors"
+    quick_gelu: bool = False
+    precision: str = field(default="fp32", metadata=_choice(*PRECISIONS))
+
+
+@dataclass
+class PretrainParams:
+    arch: str = "tiny-clip"
+    steps: int = field(default=1400, metadata=_range(1))
+    batch_size: int = field(default=128, metadata=_range(2))
+    lr: float = field(default=2e-3, metadata=_range(0.0, None, lo_open=True))
+    weight_decay: float = field(default=0.1, metadata=_range(0.0))
+    warmup: int = field(default=50, metadata=_range(0))
+    eval_every: int = field(default=200, metadata=_range(1))
+    augment_shift: int = field(default=2, metadata=_range(0))
+    out: str = "models/tiny-clip.safetensors"
+
+
+@dataclass
+class EvalTemplates:
+    identities: list = field(default_factory=lambda: ["a photo of {}.", "{}."])
+    characters: list = field(default_factory=lambda: ["a photo of {}.", "{} figure"])
+    objects: list = field(default_factory=lambda: [
+        "itap of a {}.", "a bad photo of the {}.", "a origami {}.", "a photo of the large {}.",
+        "a {} in a video game.", "art of the {}.", "a photo of the small {}."])
+    styles: list = field(default_factory=lambda: ["an image in {} style.", "{} art"])
+
+
+@dataclass
+class EvalParams:
+    templates: EvalTemplates = field(default_factory=EvalTemplates)
+
+
+@dataclass
+class Params:
+    concept: str = "Elon Musk"
+    seed: int = field(default=0, metadata=_range(0))
+    device: str = "auto"
+    data: DataParams = field(default_factory=DataParams)
+    tinyworld: TinyWorldParams = field(default_factory=TinyWorldParams)
+    model: ModelParams = field(default_factory=ModelParams)
+    pretrain: PretrainParams = field(default_factory=PretrainParams)
+    eval: EvalParams = field(default_factory=EvalParams)
+
+
+def _fail(key: str, msg: str, value: Any) -> typing.NoReturn:
+    raise ParamsError(f"params.yaml: {key} {msg}, got {value!r}")
+
+
+def _convert(key: str, tp, value: Any, meta: dict):
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            _fail(key, "must be a mapping", value)
+        return _build(tp, value, key + ".")
+    if tp is bool:
+        if not isinstance(value, bool):
+            _fail(key, "must be true or false", value)
+    elif tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(key, "must be an integer", value)
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            _fail(key, "must be a number", value)
+        value = float(value)
+    elif tp is str:
+        if not isinstance(value, str) or not value.strip():
+            _fail(key, "must be a non-empty string", value)
+    elif tp is list:
+        if not isinstance(value, list) or not value:
+            _fail(key, "must be a non-empty list", value)
+    elif tp is dict:
+        if not isinstance(value, dict):
+            _fail(key, "must be a mapping", value)
+    if "choices" in meta and value not in meta["choices"]:
+        _fail(key, f"must be one of {', '.join(map(str, meta['choices']))}", value)
+    if "range" in meta:
+        lo, hi, lo_open = meta["range"]
+        if lo is not None and (value < lo or (lo_open and value == lo)):
+            _fail(key, f"must be {'>' if lo_open else '>='} {lo}", value)
+        if hi is not None and value > hi:
+            _fail(key, f"must be <= {hi}", value)
+    return value
+
+
+def _build(cls, raw: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ParamsError(f"params.yaml: unknown key {prefix}{unknown[0]}; allowed under "
+                          f"{prefix.rstrip('.') or 'the top level'}: {', '.join(sorted(known))}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in raw:
+            kwargs[f.name] = _convert(prefix + f.name, hints[f.name], raw[f.name], dict(f.metadata))
+    return cls(**kwargs)
+
+
+def _validate_mix(p: Params) -> None:
+    kinds = ("identity", "character", "object", "style", "distractor")
+    mix = p.tinyworld.mix
+    if set(mix) != set(kinds):
+        _fail("tinyworld.mix", f"must have exactly the keys {', '.join(kinds)}", mix)
+    if any(not isinstance(v, (int, float)) or v < 0 for v in mix.values()) or not sum(mix.values()):
+        _fail("tinyworld.mix", "must hold non-negative weights with a positive sum", mix)
+
+
+def from_dict(raw: dict) -> Params:
+    if not isinstance(raw, dict):
+        raise ParamsError("params.yaml must be a mapping of stage groups")
+    p = _build(Params, raw)
+    _validate_mix(p)
+    for kind in ("identities", "characters", "objects", "styles"):
+        for t in getattr(p.eval.templates, kind):
+            if not isinstance(t, str) or t.count("{}") != 1:
+                _fail(f"eval.templates.{kind}", "must hold strings with exactly one '{}'", t)
+    return p
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path} not found; run from the repository root")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return from_dict(raw)
+
+
+def to_dict(p) -> dict:
+    return dataclasses.asdict(p)

@@ -1,0 +1,119 @@
+"""Train a (tiny) CLIP from scratch on image-text shards.
+
+The data are read once through the same shard reader that real LAION shards go through, decoded
+and preprocessed into one in-memory tensor (the tiny world fits easily), then sampled with a seeded
+generator. A fixed number of steps, not a time budget, keeps the weights reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import open_clip
+import torch
+from ..progress import progress
+
+from ..datasets.shards import ReadReport, Shard, iter_samples
+from ..errors import DataError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1400
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.1
+    warmup: int = 50
+    seed: int = 0
+    eval_every: int = 200
+    augment_shift: int = 2  # random translation in pixels (0 = off)
+
+
+@dataclass
+class PairData:
+    images: torch.Tensor  # [N, 3, H, W], preprocessed
+    tokens: torch.Tensor  # [N, context]
+    captions: list[str]
+    report: ReadReport
+
+
+def load_pairs(shards: Sequence[Shard], preprocess: Callable, tokenizer: Callable) -> PairData:
+    report = ReadReport()
+    images, captions = [], []
+    for _, img, caption in progress(iter_samples(shards, report), desc="reading shards"):
+        images.append(preprocess(img))
+        captions.append(caption)
+    if not images:
+        raise DataError(f"no usable samples in {len(shards)} shard(s)")
+    return PairData(torch.stack(images), tokenizer(captions), captions, report)
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float):
+    """No decay on gains, biases, embeddings' scale: as open_clip's training does."""
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        if p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
+
+
+def _shift(x: torch.Tensor, max_shift: int, g: torch.Generator) -> torch.Tensor:
+    if max_shift <= 0:
+        return x
+    dx, dy = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,), generator=g))
+    return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+
+
+def train(model: torch.nn.Module, data: PairData, cfg: TrainConfig,
+          evaluate: Callable[[torch.nn.Module], dict] | None = None,
+          log: Callable[[dict], None] | None = None) -> list[dict]:
+    """AdamW + warmup/cosine on the symmetric CLIP loss; returns the logged history."""
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    device = next(model.parameters()).device
+    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98),
+                            eps=1e-6)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / cfg.warmup if s < cfg.warmup
+                                              else 0.5 * (1 + math.cos(math.pi * (s - cfg.warmup)
+                                                                        / max(1, cfg.steps - cfg.warmup))))
+    loss_fn = open_clip.ClipLoss()
+    history: list[dict] = []
+    n = len(data.images)
+    model.train()
+    t0 = time.time()
+    bar = progress(range(1, cfg.steps + 1), desc="pretrain")
+    running = 0.0
+    for step in bar:
+        idx = torch.randint(0, n, (cfg.batch_size,), generator=g)
+        images = _shift(data.images[idx], cfg.augment_shift, g).to(device)
+        out = model(images, data.tokens[idx].to(device))
+        loss = loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss at step {step}; lower train.lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        running += float(loss.detach())
+        if step % 25 == 0 or step == cfg.steps:
+            k = 25 if step % 25 == 0 else step % 25
+            row = {"step": step, "loss": running / k, "lr": sched.get_last_lr()[0],
+                   "time_s": round(time.time() - t0, 2)}
+            running = 0.0
+            if evaluate is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+                model.eval()
+                row.update(evaluate(model))
+                model.train()
+            history.append(row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}")
+            if log:
+                log(row)
+    model.eval()
+    return history

@@ -1,0 +1,25 @@
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipeline.tinyworld.generate import WorldConfig, generate
+
+MICRO = WorldConfig(seed=7, n_shards=2, samples_per_shard=80, celeba_per_identity=2,
+                    imagenet_per_class=2, characters_per_class=2, canvas_per_pair=1, workers=1)
+
+
+@pytest.fixture(scope="session")
+def micro_world(tmp_path_factory) -> Path:
+    """A micro tiny world (2 shards x 80 samples, a few eval images per class), made once."""
+    root = tmp_path_factory.mktemp("micro") / "tiny"
+    generate(MICRO, root)
+    return root
+
+
+@pytest.fixture
+def world_copy(micro_world, tmp_path) -> Path:
+    """A private copy of the micro world that a test may damage."""
+    dst = tmp_path / "tiny"
+    shutil.copytree(micro_world, dst)
+    return dst

@@ -1,0 +1,53 @@
+"""Expected bad input ends in one line on stderr and exit 1, never a traceback."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(args, params: dict, tmp_path):
+    pfile = tmp_path / "params.yaml"
+    pfile.write_text(yaml.safe_dump(params))
+    env = {**os.environ, "SLUG_PARAMS": str(pfile)}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def _one_line_error(proc, *needles):
+    assert proc.returncode == 1, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("WARNING")]
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_stage_with_missing_shards(tmp_path):
+    proc = _run(["-m", "stages.pretrain"], {"data": {"shards": str(tmp_path / "nope")}}, tmp_path)
+    _one_line_error(proc, "pretrain", "does not exist")
+
+
+def test_stage_with_bad_param(tmp_path):
+    proc = _run(["-m", "stages.tinyworld"], {"tinyworld": {"n_shards": "many"}}, tmp_path)
+    _one_line_error(proc, "tinyworld.n_shards must be an integer")
+
+
+def test_cli_unknown_architecture(tmp_path):
+    pfile = tmp_path / "p.yaml"
+    pfile.write_text(yaml.safe_dump({"model": {"name": "ViT-Nope", "pretrained": "x.safetensors"}}))
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "model", "--file", str(pfile)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    _one_line_error(proc, "unknown architecture 'ViT-Nope'")
+
+
+def test_cli_missing_pretrained(tmp_path):
+    pfile = tmp_path / "p.yaml"
+    pfile.write_text(yaml.safe_dump({"model": {"pretrained": str(tmp_path / "none.safetensors")}}))
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "model", "--file", str(pfile)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    _one_line_error(proc, "none.safetensors does not exist")
