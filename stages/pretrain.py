@@ -21,7 +21,8 @@ from pipeline.io import atomic_path, sha256_file, write_json, write_text
 from pipeline.models import build, state_dict_hash
 from pipeline.params import Params
 from pipeline.report.figures import plot_history
-from pipeline.train.clip import TrainConfig, load_pairs, train
+from pipeline.datasets.pairs import load_pairs
+from pipeline.train.clip import TrainConfig, train
 
 from ._common import run
 

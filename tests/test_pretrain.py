@@ -2,7 +2,8 @@ import torch
 
 from pipeline.datasets.shards import list_shards
 from pipeline.models import build, state_dict_hash
-from pipeline.train.clip import TrainConfig, load_pairs, train
+from pipeline.datasets.pairs import load_pairs
+from pipeline.train.clip import TrainConfig, train
 
 
 def _train(world, seed: int, steps: int, batch: int = 16):

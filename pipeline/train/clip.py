@@ -10,14 +10,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
 import open_clip
 import torch
 from ..progress import progress
 
-from ..datasets.shards import ReadReport, Shard, iter_samples
-from ..errors import DataError
+from ..datasets.pairs import PairData
 
 
 @dataclass(frozen=True)
@@ -30,25 +29,6 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 200
     augment_shift: int = 2  # random translation in pixels (0 = off)
-
-
-@dataclass
-class PairData:
-    images: torch.Tensor  # [N, 3, H, W], preprocessed
-    tokens: torch.Tensor  # [N, context]
-    captions: list[str]
-    report: ReadReport
-
-
-def load_pairs(shards: Sequence[Shard], preprocess: Callable, tokenizer: Callable) -> PairData:
-    report = ReadReport()
-    images, captions = [], []
-    for _, img, caption in progress(iter_samples(shards, report), desc="reading shards"):
-        images.append(preprocess(img))
-        captions.append(caption)
-    if not images:
-        raise DataError(f"no usable samples in {len(shards)} shard(s)")
-    return PairData(torch.stack(images), tokenizer(captions), captions, report)
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float):
