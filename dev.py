@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".installed-pyproject-sha256"
+OFFLINE_TEMPLATE = ROOT / ".dvc" / "plots" / "offline.html"
 
 
 def sh(*cmd: str | Path, **kw) -> None:
@@ -42,6 +43,12 @@ def setup() -> None:
     STAMP.write_text(want)
 
 
+def offline_plots() -> None:
+    """`dvc plots` pages that render without network (see pipeline/report/offline.py)."""
+    if not OFFLINE_TEMPLATE.exists():
+        sh(BIN / "python", "-m", "pipeline.report.offline", OFFLINE_TEMPLATE)
+
+
 def env() -> dict:
     e = dict(os.environ)
     e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"
@@ -54,6 +61,7 @@ def main(argv: list[str]) -> None:
     if len(argv) < 1 or argv[0] not in ("demo", "test", "setup"):
         sys.exit(__doc__)
     setup()
+    offline_plots()
     if argv[0] == "demo":
         sh(BIN / "dvc", "repro", *argv[1:], env=env())
     elif argv[0] == "test":

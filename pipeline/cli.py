@@ -2,6 +2,8 @@
 
     slug params [--file params.yaml]        validate params and print them resolved
     slug model [--file params.yaml]         build the configured model, print what it is
+    slug export [--patch DIR] [--out FILE]  apply a patch to its base model, write a full
+                                            open_clip checkpoint (refuses another base model)
 
 Expected errors print one line (``error: ...``) and exit 1; no traceback.
 """
@@ -29,6 +31,20 @@ def _cmd_model(args) -> None:
                       "state_dict_sha256": state_dict_hash(b.model)}, indent=2))
 
 
+def _cmd_export(args) -> None:
+    from .models import build
+    from .unlearn import patch as patch_mod
+
+    p = params_mod.load(args.file)
+    patch = patch_mod.load(args.patch or p.unlearn.out)
+    name = args.model or p.model.name
+    pretrained = args.pretrained or p.model.pretrained
+    b = build(name, pretrained, p.model.quick_gelu, "fp32", "cpu")
+    out = patch_mod.export(b.model, patch, args.out)
+    print(f"wrote {out}: {name} with {', '.join(patch.manifest.get('layers', []))} patched "
+          f"(load with open_clip.create_model({name!r}, pretrained={str(out)!r}))")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="slug", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -37,6 +53,13 @@ def main(argv: list[str] | None = None) -> None:
         sp = sub.add_parser(name, help=helptext)
         sp.add_argument("--file", default="params.yaml")
         sp.set_defaults(fn=fn)
+    sp = sub.add_parser("export", help="write the unlearned model as a full checkpoint")
+    sp.add_argument("--file", default="params.yaml")
+    sp.add_argument("--patch", help="patch folder (default: unlearn.out)")
+    sp.add_argument("--model", help="architecture (default: model.name)")
+    sp.add_argument("--pretrained", help="base weights (default: model.pretrained)")
+    sp.add_argument("--out", default="models/unlearned.safetensors")
+    sp.set_defaults(fn=_cmd_export)
     args = ap.parse_args(argv)
     try:
         args.fn(args)

@@ -20,3 +20,7 @@ class DataError(SlugError):
 
 class ModelError(SlugError):
     """A model cannot be built or loaded (unknown architecture, missing checkpoint, ...)."""
+
+
+class NumericalError(SlugError):
+    """A loss or gradient is not finite."""

@@ -41,6 +41,7 @@ class TinyWorldParams:
     imagenet_per_class: int = field(default=50, metadata=_range(1))
     characters_per_class: int = field(default=40, metadata=_range(1))
     canvas_per_pair: int = field(default=10, metadata=_range(1))
+    holdout_samples: int = field(default=1000, metadata=_range(10))
     jpeg_quality: int = field(default=90, metadata=_range(50, 100))
     workers: int = field(default=2, metadata=_range(1))
     out: str = "data/tiny"
@@ -53,6 +54,7 @@ class DataParams:
     imagenet: str = "data/tiny/imagenet"
     characters: str = "data/tiny/characters"
     unlearncanvas: str = "data/tiny/unlearncanvas"
+    nonmembers: str = "data/tiny/holdout"
 
 
 @dataclass
@@ -92,8 +94,57 @@ class EvalParams:
 
 
 @dataclass
+class FilterParams:
+    aliases: list = field(default_factory=list, metadata={"empty_ok": True})
+    max_matches: int = field(default=1000, metadata=_range(2))
+    out: str = "data/filter/forget_index.csv"
+
+
+@dataclass
+class SetsParams:
+    out: str = "data/sets"
+    test_fraction: float = field(default=0.5, metadata=_range(0.05, 0.95))
+    n_retain: int = field(default=1024, metadata=_range(2))
+    n_retain_val: int = field(default=512, metadata=_range(2))
+    n_nonmembers: int = field(default=512, metadata=_range(0))
+
+
+@dataclass
+class GradientsParams:
+    batch_size: int = field(default=128, metadata=_range(2))
+    exclude: list = field(default_factory=lambda: ["bias", "logit_scale", "position",
+                                                   "embedding", "ln_"])
+    out: str = "data/grads"
+
+
+@dataclass
+class RankParams:
+    rule: str = field(default="front", metadata=_choice("front", "deepest", "best_ratio"))
+    alignment: str = field(default="abs", metadata=_choice("abs", "signed"))
+    fronts: int = field(default=2, metadata=_range(1, 3))  # gradients stores fronts 1-3
+
+
+@dataclass
+class UnlearnParams:
+    topk: int = field(default=1, metadata=_range(1))
+    target: float = field(default=0.01, metadata=_range(0.0, 1.0))
+    max_evals: int = field(default=10, metadata=_range(1, 50))
+    scale0: float = field(default=0.1, metadata=_range(0.0, None, lo_open=True))
+    out: str = "models/patch"
+
+
+@dataclass
+class EvaluateParams:
+    frequent: int = field(default=100, metadata=_range(1))
+    mia_seeds: int = field(default=10, metadata=_range(1))
+    matrix_images_per_class: int = field(default=4, metadata=_range(1))
+
+
+@dataclass
 class Params:
     concept: str = "Elon Musk"
+    concept_kind: str = field(default="auto", metadata=_choice("auto", "identity", "character",
+                                                                "object", "style"))
     seed: int = field(default=0, metadata=_range(0))
     device: str = "auto"
     data: DataParams = field(default_factory=DataParams)
@@ -101,6 +152,12 @@ class Params:
     model: ModelParams = field(default_factory=ModelParams)
     pretrain: PretrainParams = field(default_factory=PretrainParams)
     eval: EvalParams = field(default_factory=EvalParams)
+    filter: FilterParams = field(default_factory=FilterParams)
+    sets: SetsParams = field(default_factory=SetsParams)
+    gradients: GradientsParams = field(default_factory=GradientsParams)
+    rank: RankParams = field(default_factory=RankParams)
+    unlearn: UnlearnParams = field(default_factory=UnlearnParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
 
 
 def _fail(key: str, msg: str, value: Any) -> typing.NoReturn:
@@ -126,8 +183,10 @@ def _convert(key: str, tp, value: Any, meta: dict):
         if not isinstance(value, str) or not value.strip():
             _fail(key, "must be a non-empty string", value)
     elif tp is list:
-        if not isinstance(value, list) or not value:
+        if not isinstance(value, list) or (not value and not meta.get("empty_ok")):
             _fail(key, "must be a non-empty list", value)
+        if not all(isinstance(v, str) and v.strip() for v in value):
+            _fail(key, "must hold non-empty strings", value)
     elif tp is dict:
         if not isinstance(value, dict):
             _fail(key, "must be a mapping", value)

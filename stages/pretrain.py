@@ -32,14 +32,9 @@ FIGURE = Path("plots/pretrain/history.png")
 
 
 def eval_sets(p: Params) -> list[evalsets.EvalSet]:
-    tpl, d = p.eval.templates, p.data
-    return [
-        evalsets.celeba_identities(Path(d.celeba), tpl.identities),
-        evalsets.image_folder("characters", Path(d.characters), tpl.characters),
-        evalsets.image_folder("objects", Path(d.imagenet) / "val", tpl.objects,
-                              Path(d.imagenet) / "LOC_synset_mapping.txt"),
-        evalsets.canvas_styles(Path(d.unlearncanvas), tpl.styles),
-    ]
+    d = p.data
+    return list(evalsets.standard_sets(d.celeba, d.characters, d.imagenet, d.unlearncanvas,
+                                       p.eval.templates).values())
 
 
 def main(p: Params) -> None:

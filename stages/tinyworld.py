@@ -19,7 +19,8 @@ def main(p: Params) -> None:
                       anonymous_rate=t.anonymous_rate, celeba_per_identity=t.celeba_per_identity,
                       imagenet_per_class=t.imagenet_per_class,
                       characters_per_class=t.characters_per_class,
-                      canvas_per_pair=t.canvas_per_pair, jpeg_quality=t.jpeg_quality,
+                      canvas_per_pair=t.canvas_per_pair, holdout_samples=t.holdout_samples,
+                      jpeg_quality=t.jpeg_quality,
                       workers=t.workers)
     out = Path(t.out)
     tmp = out.with_name(out.name + ".partial")

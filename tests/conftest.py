@@ -6,6 +6,7 @@ import pytest
 from pipeline.tinyworld.generate import WorldConfig, generate
 
 MICRO = WorldConfig(seed=7, n_shards=2, samples_per_shard=80, celeba_per_identity=2,
+                    holdout_samples=40,
                     imagenet_per_class=2, characters_per_class=2, canvas_per_pair=1, workers=1)
 
 

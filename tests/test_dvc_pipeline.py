@@ -14,10 +14,13 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 MICRO_PARAMS = {
-    "tinyworld": {"n_shards": 2, "samples_per_shard": 120, "celeba_per_identity": 2,
+    "tinyworld": {"n_shards": 2, "samples_per_shard": 300, "celeba_per_identity": 2,
                   "imagenet_per_class": 2, "characters_per_class": 2, "canvas_per_pair": 1,
-                  "workers": 1},
+                  "holdout_samples": 60, "workers": 1},
     "pretrain": {"steps": 20, "batch_size": 16, "eval_every": 10, "warmup": 2},
+    "sets": {"n_retain": 60, "n_retain_val": 30, "n_nonmembers": 20},
+    "unlearn": {"max_evals": 4},
+    "evaluate": {"mia_seeds": 2},
 }
 
 
@@ -61,5 +64,11 @@ def test_dvc_repro_runs_the_pipeline(tmp_path):
     assert (repo / "models" / "tiny-clip.safetensors").stat().st_size > 0
     assert (repo / "plots" / "pretrain" / "history.png").stat().st_size > 0
     assert "Data and pipelines are up to date" in _sh("dvc", "status", cwd=repo)
-    shown = json.loads(_sh("dvc", "metrics", "show", "--json", cwd=repo))
-    assert "metrics/pretrain.json" in json.dumps(shown)
+    shown = json.dumps(json.loads(_sh("dvc", "metrics", "show", "--json", cwd=repo)))
+    for name in ("pretrain", "filter", "rank", "unlearn", "evaluate"):
+        assert f"metrics/{name}.json" in shown
+    ev = json.loads((repo / "metrics" / "evaluate.json").read_text())
+    assert ev["concept"] == "Elon Musk" and set(ev["before"]) >= {"forget", "celeba", "imagenet",
+                                                                    "mia", "forget_cosine"}
+    assert ev["after"]["forget_cosine"] < ev["before"]["forget_cosine"]
+    assert (repo / "models" / "patch" / "patch.safetensors").exists()

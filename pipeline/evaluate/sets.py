@@ -54,3 +54,37 @@ def canvas_styles(root: Path, templates: Sequence[str]) -> EvalSet:
 def load(sets: Sequence[EvalSet], preprocess: Callable) -> dict[str, torch.Tensor]:
     """Decode every set's images once."""
     return {s.name: load_images(s.paths, preprocess) for s in sets}
+
+
+KINDS = {"identity": "identities", "character": "characters", "object": "objects",
+         "style": "styles"}
+
+
+def standard_sets(celeba_root: Path, characters_root: Path, imagenet_root: Path,
+                  canvas_root: Path, templates) -> dict[str, EvalSet]:
+    """The four labelled sets, keyed by kind (identity, character, object, style)."""
+    return {
+        "identity": celeba_identities(Path(celeba_root), templates.identities),
+        "character": image_folder("characters", Path(characters_root), templates.characters),
+        "object": image_folder("objects", Path(imagenet_root) / "val", templates.objects,
+                               Path(imagenet_root) / "LOC_synset_mapping.txt"),
+        "style": canvas_styles(Path(canvas_root), templates.styles),
+    }
+
+
+def concept_kind(concept: str, sets: dict[str, EvalSet], kind: str = "auto") -> str:
+    """Which kind the concept is (``auto``: the set whose class names contain it)."""
+    from ..errors import DataError
+
+    norm = concept.replace("_", " ").strip().lower()
+    if kind != "auto":
+        if kind not in sets:
+            raise DataError(f"concept_kind {kind!r} is not one of auto, {', '.join(sets)}")
+        found = [kind] if norm in (c.lower() for c in sets[kind].classnames) else []
+    else:
+        found = [k for k, s in sets.items() if norm in (c.lower() for c in s.classnames)]
+    if not found:
+        known = "; ".join(f"{k}: {', '.join(s.classnames[:6])}..." for k, s in sets.items())
+        raise DataError(f"concept {concept!r} is not a class name of any evaluation set, so its "
+                        f"forgetting cannot be measured ({known})")
+    return found[0]

@@ -23,7 +23,8 @@ from . import captions, draw
 from .concepts import (CHARACTER_NAMES, OBJECT_NAMES, STYLE_NAMES, identities, object_wnids,
                        style_label)
 
-STREAMS = {"laion": 1, "celeba": 2, "imagenet": 3, "characters": 4, "unlearncanvas": 5}
+STREAMS = {"laion": 1, "celeba": 2, "imagenet": 3, "characters": 4, "unlearncanvas": 5,
+           "holdout": 6}
 KINDS = ("identity", "character", "object", "style", "distractor")
 COLOURS = tuple(draw.BRIGHT)
 
@@ -40,6 +41,7 @@ class WorldConfig:
     imagenet_per_class: int = 50
     characters_per_class: int = 40
     canvas_per_pair: int = 10
+    holdout_samples: int = 1000  # a shard the model never trains on (non-members for the MIA)
     jpeg_quality: int = 90
     workers: int = 2
 
@@ -58,9 +60,9 @@ def _pick(rng, options):
     return options[int(rng.integers(len(options)))]
 
 
-def laion_sample(cfg: WorldConfig, index: int, draw_image: bool = True):
+def laion_sample(cfg: WorldConfig, index: int, draw_image: bool = True, stream: str = "laion"):
     """One LAION-like sample: ``(kind, concept, caption, jpeg bytes or None)``."""
-    rng = _rng(cfg.seed, "laion", index)
+    rng = _rng(cfg.seed, stream, index)
     kind = KINDS[int(rng.choice(len(KINDS), p=np.asarray(cfg.mix) / sum(cfg.mix)))]
     img = None
     if kind == "identity":
@@ -95,8 +97,8 @@ def laion_sample(cfg: WorldConfig, index: int, draw_image: bool = True):
 
 
 def _laion_job(args):
-    cfg, index, failed = args
-    return laion_sample(cfg, index, draw_image=not failed)
+    cfg, index, failed, stream = args
+    return laion_sample(cfg, index, draw_image=not failed, stream=stream)
 
 
 def _eval_job(args):
@@ -123,16 +125,19 @@ def _map(fn, jobs, workers: int, desc: str):
         return list(progress(pool.imap(fn, jobs, chunksize=64), total=len(jobs), desc=desc))
 
 
-def write_laion(cfg: WorldConfig, root: Path) -> Counter:
+def write_laion(cfg: WorldConfig, root: Path, stream: str = "laion", n_shards: int | None = None,
+                per_shard: int | None = None) -> Counter:
     """img2dataset-style shards; returns how often each identity is named in the captions."""
-    digits = max(4, len(str(cfg.samples_per_shard - 1)))
+    n_shards = cfg.n_shards if n_shards is None else n_shards
+    per_shard = cfg.samples_per_shard if per_shard is None else per_shard
+    digits = max(4, len(str(per_shard - 1)))
     mentions: Counter = Counter()
-    for s in range(cfg.n_shards):
-        base = s * cfg.samples_per_shard
-        frng = np.random.default_rng([cfg.seed, STREAMS["laion"], 10**9 + s])
-        fails = (frng.random(cfg.samples_per_shard) < cfg.fail_rate).tolist()
-        results = _map(_laion_job, [(cfg, base + i, fails[i]) for i in range(cfg.samples_per_shard)],
-                       cfg.workers, f"shard {s:05d}")
+    for s in range(n_shards):
+        base = s * per_shard
+        frng = np.random.default_rng([cfg.seed, STREAMS[stream], 10**9 + s])
+        fails = (frng.random(per_shard) < cfg.fail_rate).tolist()
+        results = _map(_laion_job, [(cfg, base + i, fails[i], stream) for i in range(per_shard)],
+                       cfg.workers, f"{stream} shard {s:05d}")
         rows, images = [], {}
         for i, ((kind, concept, caption, jpeg), failed) in enumerate(zip(results, fails)):
             key = f"{s:05d}{i:0{digits}d}"
@@ -204,6 +209,7 @@ def generate(cfg: WorldConfig, out: Path) -> dict:
     write_imagenet(cfg, out / "imagenet")
     write_characters(cfg, out / "characters")
     write_unlearncanvas(cfg, out / "unlearncanvas")
+    write_laion(cfg, out / "holdout", stream="holdout", n_shards=1, per_shard=cfg.holdout_samples)
     summary = {
         "seed": cfg.seed,
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()

@@ -1,0 +1,73 @@
+"""Benchmark: the cost of one step-search trial with caches vs a naive full re-evaluation.
+
+Uses the pipeline's own artifacts (the tiny CLIP, the sets, the stored gradients, the selected
+layers), so run it after `dvc repro unlearn`. For every selected layer it times `repeats` trials
+of TrialScorer.score() under an edit, once with FeatureCache (other tower and the activations
+below the edited block cached) and once recomputing everything, and writes bench/results.json.
+
+    python -m bench.search_trial
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from pipeline import params as params_mod
+from pipeline.datasets.pairs import load_pairs
+from pipeline.datasets.shards import Shard
+from pipeline.models import build
+from pipeline.unlearn.slug import edited
+from pipeline.unlearn.trials import TrialScorer
+from stages.unlearn import kind_names
+
+OUT = Path("bench/results.json")
+
+
+def main(repeats: int = 5) -> None:
+    p = params_mod.load()
+    torch.manual_seed(0)
+    b = build(p.model.name, p.model.pretrained, p.model.quick_gelu, p.model.precision, "cpu")
+    _, evalset = kind_names(p)
+    names = evalset.classnames
+    idx = [n.lower() for n in names].index(p.concept.lower())
+    sets = Path(p.sets.out)
+    forget = load_pairs([Shard(sets / "forget_search.tar")], b.preprocess, b.tokenizer)
+    retain = load_pairs([Shard(sets / "retain_val.tar")], b.preprocess, b.tokenizer)
+    grads = load_file(str(Path(p.gradients.out) / "forget_grads.safetensors"))
+    layers = [l for l in json.loads(Path("metrics/rank.json").read_text())["selected"] if l in grads]
+    params = dict(b.model.named_parameters())
+    rows = []
+    for layer in layers:
+        times = {}
+        for mode in ("cached", "naive"):
+            scorer = TrialScorer(b.model, b.tokenizer, names, evalset.templates, idx, forget, retain,
+                                 cached=mode == "cached")
+            scorer.prepare(layer)
+            lam = 0.1 * float(params[layer].norm() / grads[layer].norm())
+            ts = []
+            for _ in range(repeats + 1):
+                with edited(params[layer], grads[layer], lam):
+                    t = time.perf_counter()
+                    scorer.score()
+                    ts.append(time.perf_counter() - t)
+            times[mode] = statistics.median(ts[1:])  # the first call warms up
+        rows.append({"layer": layer, "cached_s": times["cached"], "naive_s": times["naive"],
+                     "ratio": times["cached"] / times["naive"]})
+        print(f"{layer:55s} cached {times['cached'] * 1e3:7.1f} ms  naive "
+              f"{times['naive'] * 1e3:7.1f} ms  ratio {rows[-1]['ratio']:.2f}")
+    mean = statistics.mean(r["ratio"] for r in rows)
+    OUT.write_text(json.dumps({"concept": p.concept, "threads": torch.get_num_threads(),
+                               "forget_images": len(forget.images),
+                               "retain_val_pairs": len(retain.images), "repeats": repeats,
+                               "layers": rows, "mean_ratio": mean}, indent=2) + "\n")
+    print(f"mean ratio cached / naive over {len(rows)} layers: {mean:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Forget and retain sets: which shard samples show the concept, and the tars built from them."""

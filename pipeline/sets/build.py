@@ -1,0 +1,116 @@
+"""Build the forget and retain sets as webdataset tars, in one pass over each shard.
+
+* forget: the matched samples, split (seeded) into a *search* split, used to choose the step, and
+  a held-out *test* split, used only for the reported metrics;
+* retain: a seeded sample of the other samples (no caption mentioning the concept), plus a
+  disjoint retain *validation* split for the step search;
+* non-members: held-out pairs the model never saw, for the membership-inference attack.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..datasets.shards import IMAGE_EXTS, Shard, decode_image, iter_raw, read_metadata, write_tar
+from ..errors import DataError
+from ..io import sha256_file
+from .match import ConceptMatcher
+
+SPLITS = ("forget_search", "forget_test", "retain", "retain_val", "nonmembers")
+
+
+@dataclass(frozen=True)
+class SetsConfig:
+    seed: int = 0
+    test_fraction: float = 0.5
+    n_retain: int = 1024
+    n_retain_val: int = 512
+    n_nonmembers: int = 512
+
+
+def _sample(candidates: list[tuple[str, str]], n: int, rng: np.random.Generator):
+    idx = rng.permutation(len(candidates))[:n]
+    return [candidates[i] for i in sorted(idx)]
+
+
+def _collect(shards: Sequence[Shard], wanted: dict[tuple[str, str], str], skipped: dict
+             ) -> dict[str, list[tuple[str, dict]]]:
+    """One pass per shard: route each wanted (shard, key) to its split; drop undecodable images."""
+    out: dict[str, list] = defaultdict(list)
+    by_shard: dict[str, set] = defaultdict(set)
+    for s, k in wanted:
+        by_shard[s].add(k)
+    for shard in shards:
+        keys = by_shard.get(shard.name)
+        if not keys:
+            continue
+        for key, files in iter_raw(shard, keys):
+            img = next((e for e in IMAGE_EXTS if e in files), None)
+            if img is None or "txt" not in files:
+                skipped["incomplete"] += 1
+                continue
+            try:
+                decode_image(files[img])
+            except Exception:
+                skipped["corrupt_images"] += 1
+                continue
+            out[wanted[(shard.name, key)]].append((key, files))
+    return out
+
+
+def build_sets(shards: Sequence[Shard], forget_rows: list[dict], matcher: ConceptMatcher,
+               cfg: SetsConfig, out: Path, nonmember_shards: Sequence[Shard] = ()) -> dict:
+    rng = np.random.default_rng(cfg.seed)
+    forget = [(r["shard"], r["key"]) for r in forget_rows]
+    order = rng.permutation(len(forget))
+    n_test = int(round(cfg.test_fraction * len(forget)))
+    if len(forget) < 2 or n_test < 1 or n_test >= len(forget):
+        raise DataError(f"{len(forget)} forget sample(s) cannot be split into non-empty search "
+                        f"and test splits (sets.test_fraction={cfg.test_fraction}); find more "
+                        f"matches (filter.aliases, more shards)")
+    wanted = {forget[i]: ("forget_test" if j < n_test else "forget_search")
+              for j, i in enumerate(order)}
+
+    others = []
+    for shard in shards:
+        meta = read_metadata(shard, ("key", "caption"))
+        others += [(shard.name, str(k)) for k, c in zip(meta["key"], meta["caption"])
+                   if not matcher(c)]
+    need = cfg.n_retain + cfg.n_retain_val
+    if len(others) < need:
+        raise DataError(f"only {len(others)} samples without the concept, {need} requested "
+                        f"(sets.n_retain + sets.n_retain_val)")
+    picked = _sample(others, need, rng)
+    val_idx = set(rng.permutation(need)[:cfg.n_retain_val].tolist())
+    for i, sk in enumerate(picked):
+        wanted[sk] = "retain_val" if i in val_idx else "retain"
+
+    skipped = {"corrupt_images": 0, "incomplete": 0}
+    routed = _collect(shards, wanted, skipped)
+    if nonmember_shards and cfg.n_nonmembers:
+        cands = []
+        for shard in nonmember_shards:
+            meta = read_metadata(shard, ("key", "caption"))
+            cands += [(shard.name, str(k)) for k, c in zip(meta["key"], meta["caption"])
+                      if not matcher(c)]
+        nm = {sk: "nonmembers" for sk in _sample(cands, cfg.n_nonmembers, rng)}
+        routed.update(_collect(nonmember_shards, nm, skipped))
+
+    manifest = {"config": cfg.__dict__, "skipped": skipped, "splits": {},
+                "inputs": {s.tar.name: sha256_file(s.tar) for s in [*shards, *nonmember_shards]}}
+    for split in SPLITS:
+        samples = routed.get(split, [])
+        if split.startswith("forget") and not samples:
+            raise DataError(f"the {split} split is empty after skipping unreadable samples")
+        if not samples and split != "nonmembers":
+            raise DataError(f"the {split} split is empty")
+        path = Path(out) / f"{split}.tar"
+        write_tar(path, samples)
+        manifest["splits"][split] = {"n": len(samples), "keys": [k for k, _ in samples],
+                                     "sha256": sha256_file(path)}
+    return manifest

@@ -1,0 +1,42 @@
+"""Find the shard samples whose caption mentions the concept (from the parquet metadata only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from ..datasets.shards import Shard, read_metadata
+from ..errors import DataError
+from .match import ConceptMatcher
+
+
+@dataclass
+class FilterResult:
+    rows: list[dict]  # {"shard", "key", "caption"} in shard order
+    per_shard: dict[str, int] = field(default_factory=dict)  # matches before the cap
+    scanned: int = 0
+    capped: bool = False
+
+
+def filter_shards(shards: Sequence[Shard], matcher: ConceptMatcher, max_matches: int
+                  ) -> FilterResult:
+    """Scan every shard's captions; keep the first ``max_matches`` matches in shard order.
+
+    Every shard is scanned even after the cap is reached, so the per-shard statistics are
+    complete (the reference's cap never fired at all, bug B7). Zero matches is an error.
+    """
+    result = FilterResult(rows=[])
+    for shard in shards:
+        meta = read_metadata(shard, ("key", "caption"))
+        result.scanned += len(meta)
+        hits = [(k, c) for k, c in zip(meta["key"], meta["caption"]) if matcher(c)]
+        result.per_shard[shard.name] = len(hits)
+        room = max_matches - len(result.rows)
+        result.capped |= len(hits) > room
+        result.rows += [{"shard": shard.name, "key": str(k), "caption": c} for k, c in hits[:max(room, 0)]]
+    if not result.rows:
+        names = ", ".join(s.name for s in shards[:5]) + (" ..." if len(shards) > 5 else "")
+        raise DataError(f"no caption mentions {' / '.join(matcher.terms)!r} in {len(shards)} "
+                        f"shard(s) ({names}; {result.scanned} captions scanned); check the spelling "
+                        f"of `concept` or add `filter.aliases`")
+    return result

@@ -1,0 +1,1 @@
+"""SLUG: one gradient, one layer, one searched step; and the baselines it is compared with."""

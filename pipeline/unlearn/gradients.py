@@ -1,0 +1,72 @@
+"""One pass over the forget and retain sets: the mean per-sample gradients of both losses.
+
+Gradients are summed batch by batch, each batch weighted by its size, so the result is the
+per-sample mean whatever the batch size (the reference gave a partial last batch full weight).
+Gradients are zeroed every batch (the reference's HF path did not, bug B3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..datasets.pairs import PairData
+from ..errors import DataError, NumericalError
+from ..progress import progress
+from .losses import forget_loss, retain_loss
+
+
+@dataclass
+class GradientResult:
+    forget: dict[str, torch.Tensor]
+    retain: dict[str, torch.Tensor]
+    forget_loss: float
+    retain_loss: float
+    n_forget: int
+    n_retain: int
+
+
+def _mean_gradient(model, data: PairData, loss_kind: str, batch_size: int
+                   ) -> tuple[dict[str, torch.Tensor], float]:
+    n = len(data.images)
+    if n == 0:
+        raise DataError(f"the {loss_kind} set is empty; nothing to compute a gradient from")
+    if loss_kind == "retain" and n < 2:
+        raise DataError("the retain set needs at least 2 pairs for a contrastive loss")
+    device = next(model.parameters()).device
+    sums = {k: torch.zeros_like(p, dtype=torch.float32) for k, p in model.named_parameters()}
+    total = 0.0
+    starts = list(range(0, n, batch_size))
+    if loss_kind == "retain" and len(starts) > 1 and n - starts[-1] < 2:
+        starts.pop()  # a 1-pair contrastive batch has no negatives; fold it into the previous one
+    for i, s in enumerate(progress(starts, desc=f"{loss_kind} gradient")):
+        e = starts[i + 1] if i + 1 < len(starts) else n
+        out = model(data.images[s:e].to(device), data.tokens[s:e].to(device))
+        if loss_kind == "forget":
+            loss = forget_loss(out["image_features"], out["text_features"])
+        else:
+            loss = retain_loss(out["image_features"], out["text_features"], out["logit_scale"])
+        if not torch.isfinite(loss):
+            raise NumericalError(f"the {loss_kind} loss is not finite on samples {s}..{e}")
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        w = (e - s) / n
+        for k, p in model.named_parameters():
+            if p.grad is not None:
+                sums[k] += w * p.grad.float()
+        total += w * float(loss.detach())
+    model.zero_grad(set_to_none=True)
+    bad = [k for k, g in sums.items() if not torch.isfinite(g).all()]
+    if bad:
+        raise NumericalError(f"non-finite {loss_kind} gradient in {len(bad)} tensor(s), "
+                             f"e.g. {bad[0]}; check the data and the model precision")
+    return sums, total
+
+
+def gradient_pass(model, forget: PairData, retain: PairData, batch_size: int) -> GradientResult:
+    """Both gradients at the base weights (the model is left unchanged, in eval mode)."""
+    model.eval()  # CLIP ViTs have no dropout; eval keeps any norm statistics fixed
+    g_f, l_f = _mean_gradient(model, forget, "forget", batch_size)
+    g_r, l_r = _mean_gradient(model, retain, "retain", batch_size)
+    return GradientResult(g_f, g_r, l_f, l_r, len(forget.images), len(retain.images))

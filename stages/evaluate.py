@@ -1,0 +1,71 @@
+"""Stage evaluate: held-out metrics before and after the patch, MIA, cosine-similarity figures."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from pipeline.datasets.celeba import CelebA
+from pipeline.datasets.pairs import load_pairs
+from pipeline.datasets.shards import Shard
+from pipeline.evaluate import sets as evalsets
+from pipeline.evaluate.unlearning import EvalInputs, cosine_matrix, evaluate
+from pipeline.io import write_json
+from pipeline.models import build
+from pipeline.params import Params
+from pipeline.report.figures import plot_cosine
+from pipeline.unlearn import patch as patch_mod
+
+from ._common import run
+
+METRICS = Path("metrics/evaluate.json")
+FIGURE = Path("plots/evaluate/cosine.png")
+
+
+def main(p: Params) -> None:
+    torch.manual_seed(p.seed)
+    m, d = p.model, p.data
+    bundle = build(m.name, m.pretrained, m.quick_gelu, m.precision, p.device)
+    patch = patch_mod.load(p.unlearn.out)
+    patch_mod.check_base(bundle.model, patch)  # before any heavy work
+    sets = evalsets.standard_sets(d.celeba, d.characters, d.imagenet, d.unlearncanvas,
+                                  p.eval.templates)
+    kind = evalsets.concept_kind(p.concept, sets, p.concept_kind)
+    start = time.time()
+    images = evalsets.load(list(sets.values()), bundle.preprocess)
+    images = {k: images[s.name] for k, s in sets.items()}
+    sdir = Path(p.sets.out)
+    forget_test = load_pairs([Shard(sdir / "forget_test.tar")], bundle.preprocess, bundle.tokenizer)
+    nm = sdir / "nonmembers.tar"
+    nonmembers = load_pairs([Shard(nm)], bundle.preprocess, bundle.tokenizer) \
+        if p.sets.n_nonmembers else None
+    frequent = CelebA(Path(d.celeba)).frequent()[: p.evaluate.frequent]
+    x = EvalInputs(sets, images, kind, p.concept, forget_test, nonmembers, frequent)
+
+    before = evaluate(bundle.model, bundle.tokenizer, x, p.evaluate.mia_seeds)
+    mat_before, rows = cosine_matrix(bundle.model, bundle.tokenizer, sets[kind], images[kind],
+                                     p.evaluate.matrix_images_per_class)
+    originals = patch_mod.apply(bundle.model, patch)
+    after = evaluate(bundle.model, bundle.tokenizer, x, p.evaluate.mia_seeds)
+    mat_after, _ = cosine_matrix(bundle.model, bundle.tokenizer, sets[kind], images[kind],
+                                 p.evaluate.matrix_images_per_class)
+    patch_mod.revert(bundle.model, originals)
+    plot_cosine(mat_before, mat_after, rows, sets[kind].classnames, p.concept, FIGURE)
+
+    def delta(a, b):
+        return {k: (delta(a[k], b[k]) if isinstance(a[k], dict) else
+                    (None if a[k] is None else b[k] - a[k])) for k in a}
+
+    write_json(METRICS, {"concept": p.concept, "kind": kind, "layer": patch.manifest["layers"],
+                         "before": before, "after": after, "delta": delta(before, after),
+                         "time_s": round(time.time() - start, 2)})
+    f, c, i = after["forget"]["top1"], after["celeba"]["top1"], after["imagenet"]["top1"]
+    print(f"evaluate: forget top-1 {before['forget']['top1']:.3f} -> {f:.3f}, celeba retain "
+          f"{before['celeba']['top1']:.3f} -> {c:.3f}, imagenet {before['imagenet']['top1']:.3f} "
+          f"-> {i:.3f}")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,57 @@
+"""Filtering shards for a concept and building the forget / retain sets."""
+
+import tarfile
+
+import pytest
+
+from pipeline.datasets.shards import Shard, list_shards, read_metadata
+from pipeline.errors import DataError
+from pipeline.sets.build import SetsConfig, build_sets
+from pipeline.sets.filter import filter_shards
+from pipeline.sets.match import ConceptMatcher
+
+
+def _keys(path):
+    with tarfile.open(path) as tf:
+        return {n.split(".", 1)[0] for n in tf.getnames()}
+
+
+def test_filter_finds_every_mention_and_caps(micro_world):
+    shards = list_shards(micro_world / "laion")
+    m = ConceptMatcher("Elon Musk")
+    full = filter_shards(shards, m, 10_000)
+    expected = sum(m(c) for s in shards for c in read_metadata(s)["caption"])
+    assert len(full.rows) == expected == sum(full.per_shard.values()) > 0
+    capped = filter_shards(shards, m, 2)
+    assert len(capped.rows) == 2 and capped.capped and capped.per_shard == full.per_shard
+
+
+def test_filter_with_zero_matches_is_a_clear_error(micro_world):
+    with pytest.raises(DataError, match=r"no caption mentions 'Nobody Known'.*00000, 00001"):
+        filter_shards(list_shards(micro_world / "laion"), ConceptMatcher("Nobody Known"), 10)
+
+
+def test_build_sets_splits_and_excludes(micro_world, tmp_path):
+    shards = list_shards(micro_world / "laion")
+    m = ConceptMatcher("Elon Musk", ["Taylor Swift"])  # enough matches in a micro world
+    rows = filter_shards(shards, m, 10_000).rows
+    cfg = SetsConfig(seed=0, test_fraction=0.5, n_retain=20, n_retain_val=10, n_nonmembers=8)
+    man = build_sets(shards, rows, m, cfg, tmp_path, list_shards(micro_world / "holdout"))
+    search, test = _keys(tmp_path / "forget_search.tar"), _keys(tmp_path / "forget_test.tar")
+    retain, val = _keys(tmp_path / "retain.tar"), _keys(tmp_path / "retain_val.tar")
+    assert search and test and not search & test
+    assert search | test == {r["key"] for r in rows}
+    assert len(retain) == 20 and len(val) == 10 and not retain & val
+    captions = {k: c for s in shards for k, c in zip(read_metadata(s)["key"], read_metadata(s)["caption"])}
+    assert not any(m(captions[k]) for k in retain | val)  # no mention of the concept leaks in
+    assert man["splits"]["nonmembers"]["n"] == 8
+    assert set(man["inputs"]) >= {"00000.tar", "00001.tar"}
+    again = build_sets(shards, rows, m, cfg, tmp_path / "again", list_shards(micro_world / "holdout"))
+    assert again["splits"] == man["splits"]  # seeded
+
+
+def test_build_sets_needs_two_forget_samples(micro_world, tmp_path):
+    shards = list_shards(micro_world / "laion")
+    rows = filter_shards(shards, ConceptMatcher("Elon Musk"), 1).rows
+    with pytest.raises(DataError, match="cannot be split"):
+        build_sets(shards, rows, ConceptMatcher("Elon Musk"), SetsConfig(), tmp_path)

@@ -1,0 +1,91 @@
+"""Caches, patches and the concept matcher."""
+
+import open_clip
+import pytest
+import torch
+
+from pipeline.errors import ModelError
+from pipeline.evaluate.cache import FeatureCache
+from pipeline.models import build, state_dict_hash
+from pipeline.sets.match import ConceptMatcher
+from pipeline.unlearn import patch as P
+from pipeline.unlearn.slug import edited
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return build("tiny-clip")
+
+
+@pytest.mark.parametrize("layer", [
+    "visual.transformer.resblocks.1.attn.out_proj.weight",
+    "visual.transformer.resblocks.0.mlp.c_fc.weight",
+    "visual.conv1.weight",
+    "visual.proj",
+    "transformer.resblocks.1.mlp.c_proj.weight",
+    "transformer.resblocks.0.attn.in_proj_weight",
+    "text_projection",
+])
+def test_cached_features_equal_a_full_recompute(tiny, layer):
+    model = tiny.model
+    torch.manual_seed(1)
+    images = {"a": torch.randn(6, 3, 32, 32)}
+    texts = {"t": tiny.tokenizer(["a photo of Elon Musk.", "a red star", "Iron Man figure"])}
+    cache = FeatureCache(model, images, texts, batch_size=4)
+    cache.prepare(layer)
+    p = dict(model.named_parameters())[layer]
+    with edited(p, torch.randn_like(p), 0.5):
+        got = cache.features()
+        want_img = model.encode_image(images["a"], normalize=True)
+        want_txt = model.encode_text(texts["t"], normalize=True)
+    assert torch.allclose(got["a"], want_img, atol=1e-5)
+    assert torch.allclose(got["t"], want_txt, atol=1e-5)
+    naive = FeatureCache(model, images, texts, cached=False)
+    assert torch.allclose(naive.features()["a"], model.encode_image(images["a"], normalize=True),
+                          atol=1e-6)
+
+
+def _patch(model, layer="visual.proj"):
+    new = dict(model.named_parameters())[layer].detach() + 0.01
+    return P.Patch({layer: new}, {"base_model_sha256": state_dict_hash(model), "concept": "x",
+                                  "layers": [layer], "lambda": 0.01})
+
+
+def test_patch_apply_revert_and_export_round_trip(tiny, tmp_path):
+    model = tiny.model
+    base = state_dict_hash(model)
+    patch = _patch(model)
+    P.save(patch, tmp_path / "patch")
+    loaded = P.load(tmp_path / "patch")
+    assert torch.equal(loaded.tensors["visual.proj"], patch.tensors["visual.proj"])
+    originals = P.apply(model, loaded)
+    assert torch.equal(model.visual.proj, patch.tensors["visual.proj"])
+    P.revert(model, originals)
+    assert state_dict_hash(model) == base
+    out = P.export(model, loaded, tmp_path / "full.safetensors")
+    assert state_dict_hash(model) == base  # export leaves the base model untouched
+    full = open_clip.create_model("tiny-clip", pretrained=str(out))
+    sd, base_sd = full.state_dict(), model.state_dict()
+    assert torch.equal(sd["visual.proj"], patch.tensors["visual.proj"])  # bit-exact
+    assert all(torch.equal(sd[k], base_sd[k]) for k in base_sd if k != "visual.proj")
+
+
+def test_patch_refuses_another_base_model(tiny):
+    patch = _patch(tiny.model)
+    patch.manifest["base_model_sha256"] = "0" * 64
+    with pytest.raises(ModelError, match="made for base model 000000000000"):
+        P.apply(tiny.model, patch)
+
+
+@pytest.mark.parametrize("caption, hit", [
+    ("ELON MUSK at the gala", True), ("elon_musk.jpg", True), ("Elon  Musk's car", True),
+    ("Elon-Musk", True), ("elonmusk", False), ("Muskrat Elon", False), ("", False),
+])
+def test_matcher_word_boundaries_case_and_underscores(caption, hit):
+    assert ConceptMatcher("Elon_Musk")(caption) is hit
+
+
+def test_matcher_aliases():
+    m = ConceptMatcher("Iron Man", ["Tony Stark"])
+    assert m("tony stark in a suit") and m("IRON_MAN") and not m("ironmonger")
