@@ -24,7 +24,7 @@ from pipeline.datasets.shards import Shard
 from pipeline.models import build
 from pipeline.unlearn.slug import edited
 from pipeline.unlearn.trials import TrialScorer
-from stages.unlearn import kind_names
+from stages.unlearn import kinds_and_target
 
 OUT = Path("bench/results.json")
 
@@ -33,9 +33,7 @@ def main(repeats: int = 5) -> None:
     p = params_mod.load()
     torch.manual_seed(0)
     b = build(p.model.name, p.model.pretrained, p.model.quick_gelu, p.model.precision, "cpu")
-    _, evalset = kind_names(p)
-    names = evalset.classnames
-    idx = [n.lower() for n in names].index(p.concept.lower())
+    kinds, kind, idx = kinds_and_target(p)
     sets = Path(p.sets.out)
     forget = load_pairs([Shard(sets / "forget_search.tar")], b.preprocess, b.tokenizer)
     retain = load_pairs([Shard(sets / "retain_val.tar")], b.preprocess, b.tokenizer)
@@ -46,7 +44,7 @@ def main(repeats: int = 5) -> None:
     for layer in layers:
         times = {}
         for mode in ("cached", "naive"):
-            scorer = TrialScorer(b.model, b.tokenizer, names, evalset.templates, idx, forget, retain,
+            scorer = TrialScorer(b.model, b.tokenizer, kinds, kind, idx, forget, retain,
                                  cached=mode == "cached")
             scorer.prepare(layer)
             lam = 0.1 * float(params[layer].norm() / grads[layer].norm())

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from pipeline.datasets.celeba import CelebA
 from pipeline.datasets.pairs import load_pairs
@@ -17,11 +19,25 @@ from pipeline.models import build
 from pipeline.params import Params
 from pipeline.report.figures import plot_cosine
 from pipeline.unlearn import patch as patch_mod
+from pipeline.unlearn.slug import edited
 
 from ._common import run
 
 METRICS = Path("metrics/evaluate.json")
 FIGURE = Path("plots/evaluate/cosine.png")
+
+
+def _naive(p: Params, model, tokenizer, x: EvalInputs) -> dict | None:
+    """Held-out metrics of the layer a max-importance rule picks, at its searched step (the
+    side-by-side that shows why SLUG ranks layers by alignment too)."""
+    info = json.loads(Path("metrics/unlearn.json").read_text()).get("naive") or {}
+    if not info.get("reached_target"):
+        return None
+    grads = load_file(str(Path(p.gradients.out) / "forget_grads.safetensors"))
+    param = dict(model.named_parameters())[info["layer"]]
+    with edited(param, grads[info["layer"]], info["lambda"]):
+        res = evaluate(model, tokenizer, x, p.evaluate.mia_seeds)
+    return {"layer": info["layer"], "lambda": info["lambda"], "after": res}
 
 
 def main(p: Params) -> None:
@@ -52,6 +68,7 @@ def main(p: Params) -> None:
     mat_after, _ = cosine_matrix(bundle.model, bundle.tokenizer, sets[kind], images[kind],
                                  p.evaluate.matrix_images_per_class)
     patch_mod.revert(bundle.model, originals)
+    naive = _naive(p, bundle.model, bundle.tokenizer, x)
     plot_cosine(mat_before, mat_after, rows, sets[kind].classnames, p.concept, FIGURE)
 
     def delta(a, b):
@@ -60,6 +77,7 @@ def main(p: Params) -> None:
 
     write_json(METRICS, {"concept": p.concept, "kind": kind, "layer": patch.manifest["layers"],
                          "before": before, "after": after, "delta": delta(before, after),
+                         "naive_max_importance": naive,
                          "time_s": round(time.time() - start, 2)})
     f, c, i = after["forget"]["top1"], after["celeba"]["top1"], after["imagenet"]["top1"]
     print(f"evaluate: forget top-1 {before['forget']['top1']:.3f} -> {f:.3f}, celeba retain "

@@ -32,11 +32,14 @@ FIGURE = Path("plots/unlearn/search.png")
 METRICS = Path("metrics/unlearn.json")
 
 
-def kind_names(p: Params):
+def kinds_and_target(p: Params):
+    """Class names and templates of every kind, the concept's kind and its index there."""
     d = p.data
     sets = standard_sets(d.celeba, d.characters, d.imagenet, d.unlearncanvas, p.eval.templates)
     kind = concept_kind(p.concept, sets, p.concept_kind)
-    return kind, sets[kind]
+    names = [n.lower() for n in sets[kind].classnames]
+    kinds = {k: (s.classnames, s.templates) for k, s in sets.items()}
+    return kinds, kind, names.index(p.concept.replace("_", " ").lower())
 
 
 def main(p: Params) -> None:
@@ -44,9 +47,7 @@ def main(p: Params) -> None:
     m = p.model
     bundle = build(m.name, m.pretrained, m.quick_gelu, m.precision, p.device)
     model = bundle.model
-    kind, evalset = kind_names(p)
-    names = evalset.classnames
-    concept_idx = [n.lower() for n in names].index(p.concept.replace("_", " ").lower())
+    kinds, kind, concept_idx = kinds_and_target(p)
     grads_dir = Path(p.gradients.out)
     grads = load_file(str(grads_dir / "forget_grads.safetensors"))
     rank = json.loads(Path("metrics/rank.json").read_text())
@@ -60,8 +61,8 @@ def main(p: Params) -> None:
     base_hash = state_dict_hash(model)
 
     start = time.time()
-    scorer = TrialScorer(model, bundle.tokenizer, names, evalset.templates, concept_idx, forget,
-                         retain_val, topk=p.unlearn.topk)
+    scorer = TrialScorer(model, bundle.tokenizer, kinds, kind, concept_idx, forget, retain_val,
+                         topk=p.unlearn.topk)
     scorer.prepare(layers[0])
     base_forget, base_retain, base_extra = scorer.score()
     u = p.unlearn

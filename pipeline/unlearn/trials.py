@@ -2,9 +2,10 @@
 
 * forget: share of the forget-search images whose concept is among the top-k zero-shot
   predictions over all names of its kind;
-* retain: the mean of (a) zero-shot top-1 on retain-validation images whose caption names exactly
-  one *other* concept of the kind, and (b) image-to-caption recall@1 within the retain-validation
-  pairs (which keeps objects, styles and everything else in view).
+* retain: the mean of (a) zero-shot top-1 on retain-validation images whose caption names one
+  concept of a kind (identities, characters, objects, styles: every kind, so that forgetting a
+  character cannot silently damage identities), averaged over kinds, the target excluded; and
+  (b) image-to-caption recall@1 within the retain-validation pairs.
 """
 
 from __future__ import annotations
@@ -32,36 +33,50 @@ def caption_labels(captions: Sequence[str], names: Sequence[str]) -> torch.Tenso
 
 
 class TrialScorer:
-    def __init__(self, model, tokenizer, names: Sequence[str], templates: Sequence[str],
-                 concept_index: int, forget: PairData, retain_val: PairData, topk: int = 1,
-                 cached: bool = True):
-        self.n_cls, self.n_tpl = len(names), len(templates)
-        self.concept, self.topk = concept_index, topk
-        labels = caption_labels(retain_val.captions, names)
-        labels[labels == concept_index] = -1
-        self.labels = labels
-        texts = {"classes": tokenizer([t.format(n) for n in names for t in templates]),
-                 "forget_captions": forget.tokens, "retain_captions": retain_val.tokens}
+    """``kinds`` maps a kind to ``(class names, templates)``; the target is
+    ``kinds[target_kind][0][concept_index]``."""
+
+    def __init__(self, model, tokenizer, kinds: dict[str, tuple[Sequence[str], Sequence[str]]],
+                 target_kind: str, concept_index: int, forget: PairData, retain_val: PairData,
+                 topk: int = 1, cached: bool = True):
+        self.kinds = {k: (len(n), len(t)) for k, (n, t) in kinds.items()}
+        self.target_kind, self.concept, self.topk = target_kind, concept_index, topk
+        self.labels = {}
+        for k, (names, _) in kinds.items():
+            lab = caption_labels(retain_val.captions, names)
+            if k == target_kind:
+                lab[lab == concept_index] = -1
+            if (lab >= 0).any():
+                self.labels[k] = lab
+        texts = {f"classes:{k}": tokenizer([t.format(n) for n in names for t in tpl])
+                 for k, (names, tpl) in kinds.items()}
+        texts.update(forget_captions=forget.tokens, retain_captions=retain_val.tokens)
         images = {"forget": forget.images, "retain": retain_val.images}
         self.cache = FeatureCache(model, images, texts, cached=cached)
 
     def prepare(self, layer: str) -> None:
         self.cache.prepare(layer)
 
+    def _classifier(self, f, kind):
+        n, t = self.kinds[kind]
+        return F.normalize(f[f"classes:{kind}"].view(n, t, -1).mean(1), dim=-1)
+
     def score(self) -> tuple[float, float, dict]:
         f = self.cache.features()
-        clf = F.normalize(f["classes"].view(self.n_cls, self.n_tpl, -1).mean(1), dim=-1)
+        clf = self._classifier(f, self.target_kind)
         fl = f["forget"] @ clf.T
         target = torch.full((len(fl),), self.concept, dtype=torch.long)
         forget = float(topk_correct(fl, target, self.topk).float().mean())
-        named = self.labels >= 0
         parts = {}
-        if named.any():
-            pred = (f["retain"][named] @ clf.T).argmax(1)
-            parts["retain_named_top1"] = float((pred == self.labels[named]).float().mean())
+        for kind, lab in self.labels.items():
+            sel = lab >= 0
+            pred = (f["retain"][sel] @ self._classifier(f, kind).T).argmax(1)
+            parts[f"named_{kind}"] = float((pred == lab[sel]).float().mean())
         sims = f["retain"] @ f["retain_captions"].T
-        parts["retain_recall1"] = float((sims.argmax(1) == torch.arange(len(sims))).float().mean())
+        recall = float((sims.argmax(1) == torch.arange(len(sims))).float().mean())
+        named = sum(parts.values()) / len(parts) if parts else None
+        parts["retain_named_top1"] = named
+        parts["retain_recall1"] = recall
         parts["forget_cosine"] = float(paired_cosine(f["forget"], f["forget_captions"]).mean())
-        retain = sum(v for k, v in parts.items() if k.startswith("retain")) / \
-            sum(k.startswith("retain") for k in parts)
+        retain = recall if named is None else 0.5 * (named + recall)
         return forget, retain, parts
