@@ -22,7 +22,7 @@ from pipeline.params import Params
 from pipeline.progress import progress
 from pipeline.report.figures import plot_search
 from pipeline.unlearn import patch as patch_mod
-from pipeline.unlearn.slug import run_slug
+from pipeline.unlearn.slug import edited, run_slug
 from pipeline.unlearn.trials import TrialScorer
 
 from ._common import run
@@ -64,7 +64,7 @@ def main(p: Params) -> None:
     scorer = TrialScorer(model, bundle.tokenizer, kinds, kind, concept_idx, forget, retain_val,
                          topk=p.unlearn.topk)
     scorer.prepare(layers[0])
-    base_forget, base_retain, base_extra = scorer.score()
+    base_forget, base_retain, base_extra = scorer.score(cosine=True)
     u = p.unlearn
     searches, chosen = run_slug(model, grads, layers, scorer, u.target, u.max_evals, u.scale0,
                                 progress=progress)
@@ -103,6 +103,9 @@ def main(p: Params) -> None:
         raise DataError(f"no layer reached forget <= {u.target} within {u.max_evals} evaluations; "
                         f"raise unlearn.max_evals or unlearn.target (trace in {TRACE})")
     best = chosen.result.best
+    scorer.prepare(chosen.layer)
+    with edited(dict(model.named_parameters())[chosen.layer], grads[chosen.layer], best.lam):
+        best.extra["forget_cosine"] = scorer.score(cosine=True)[2]["forget_cosine"]
     if not best.extra["forget_cosine"] < base_extra["forget_cosine"]:
         raise NumericalError(f"the step on {chosen.layer} did not lower the forget pairs' cosine "
                              f"({base_extra['forget_cosine']:.4f} -> {best.extra['forget_cosine']:.4f});"

@@ -25,6 +25,8 @@ def tiny():
     "visual.proj",
     "transformer.resblocks.1.mlp.c_proj.weight",
     "transformer.resblocks.0.attn.in_proj_weight",
+    "transformer.resblocks.0.attn.out_proj.weight",
+    "transformer.resblocks.1.mlp.c_fc.weight",
     "text_projection",
 ])
 def test_cached_features_equal_a_full_recompute(tiny, layer):

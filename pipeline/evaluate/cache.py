@@ -26,6 +26,52 @@ def _blocks(transformer, x, start: int, attn_mask=None, stop: int | None = None)
     return x if batch_first else x.transpose(0, 1)
 
 
+def _sublayer(layer: str) -> str | None:
+    """Which part of a residual block an edit touches, where finer caching is possible."""
+    for part in ("mlp.c_proj", "mlp.c_fc", "attn.out_proj"):
+        if f".{part}." in layer:
+            return part
+    return None
+
+
+def _attention_inputs(block, x, attn_mask):
+    """The multi-head attention output *before* its output projection (what out_proj sees)."""
+    attn = block.attn
+    h = block.ln_1(x)
+    q, k, v = F.linear(h, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    b, n, d = q.shape
+    heads = attn.num_heads
+
+    def split(t):
+        return t.view(b, n, heads, d // heads).transpose(1, 2)
+
+    mask = attn_mask.to(q.dtype) if attn_mask is not None else None
+    out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=mask)
+    return out.transpose(1, 2).reshape(b, n, d)
+
+
+def _split(block, x, part: str, attn_mask):
+    """State to cache for an edit of ``part``: everything the edited sub-layer does not change."""
+    if part == "attn.out_proj":
+        return (x, _attention_inputs(block, x, attn_mask))
+    y = x + block.ls_1(block.attention(q_x=block.ln_1(x), attn_mask=attn_mask))
+    u = block.ln_2(y)
+    if part == "mlp.c_fc":
+        return (y, u)
+    return (y, block.mlp.gelu(block.mlp.c_fc(u)))  # mlp.c_proj
+
+
+def _resume(block, state, part: str):
+    if part == "attn.out_proj":
+        x, a = state
+        y = x + block.ls_1(F.linear(a, block.attn.out_proj.weight, block.attn.out_proj.bias))
+        return y + block.ls_2(block.mlp(block.ln_2(y)))
+    y, h = state
+    if part == "mlp.c_fc":
+        return y + block.ls_2(block.mlp(h))
+    return y + block.ls_2(block.mlp.c_proj(h))
+
+
 class _Vision:
     def __init__(self, visual):
         self.v = visual
@@ -35,6 +81,12 @@ class _Vision:
 
     def run(self, x, start, stop=None):
         return _blocks(self.v.transformer, x, start, stop=stop)
+
+    mask = None
+
+    @property
+    def blocks(self):
+        return self.v.transformer.resblocks
 
     def head(self, x, _):
         pooled, _ = self.v._pool(x)
@@ -55,6 +107,14 @@ class _Text:
 
     def run(self, x, start, stop=None):
         return _blocks(self.m.transformer, x, start, attn_mask=self.m.attn_mask, stop=stop)
+
+    @property
+    def mask(self):
+        return self.m.attn_mask
+
+    @property
+    def blocks(self):
+        return self.m.transformer.resblocks
 
     def head(self, x, tokens):
         x = self.m.ln_final(x)
@@ -86,6 +146,7 @@ class FeatureCache:
         self.inputs = {"vision": images, "text": texts}
         self.edited: str | None = None
         self.start = 0
+        self.part: str | None = None
         self.acts: dict[str, list[torch.Tensor]] = {}
         self.frozen: dict[str, torch.Tensor] = {}
 
@@ -106,27 +167,40 @@ class FeatureCache:
         t = self.towers[self.edited]
         d = depth(layer)
         self.start = 0 if d == PRE else (t.n_blocks if d >= 1e6 else int(d))
+        self.part = _sublayer(layer) if PRE < d < 1e6 else None
         self.acts = {}
         if d == PRE or not self.cached:
             return
         for k, data in self.inputs[self.edited].items():
-            self.acts[k] = [t.run(t.embed(data[i:i + self.bs]), 0, stop=self.start)
-                            for i in range(0, len(data), self.bs)]
+            acts = []
+            for i in range(0, len(data), self.bs):
+                x = t.run(t.embed(data[i:i + self.bs]), 0, stop=self.start)
+                acts.append(_split(t.blocks[self.start], x, self.part, t.mask) if self.part else x)
+            self.acts[k] = acts
 
     @torch.no_grad()
-    def features(self) -> dict[str, torch.Tensor]:
+    def features(self, only: set[str] | None = None) -> dict[str, torch.Tensor]:
+        """Features of every named input (or of ``only`` those) under the current weights."""
+        want = (lambda k: only is None or k in only)
         if self.edited is None or not self.cached:
             return {k: self._full(tw, v) for tw in ("vision", "text")
-                    for k, v in self.inputs[tw].items()}
+                    for k, v in self.inputs[tw].items() if want(k)}
         t = self.towers[self.edited]
-        out = dict(self.frozen)
+        out = {k: v for k, v in self.frozen.items() if want(k)}
         for k, data in self.inputs[self.edited].items():
+            if not want(k):
+                continue
             if k not in self.acts:  # the edit is in the embedding: nothing below it to cache
                 out[k] = self._full(self.edited, data)
                 continue
             chunks = []
-            for i, x in enumerate(self.acts[k]):
+            for i, state in enumerate(self.acts[k]):
                 src = data[i * self.bs:(i + 1) * self.bs]
-                chunks.append(t.head(t.run(x, self.start), src))
+                if self.part:
+                    x = _resume(t.blocks[self.start], state, self.part)
+                    x = t.run(x, self.start + 1)
+                else:
+                    x = t.run(state, self.start)
+                chunks.append(t.head(x, src))
             out[k] = F.normalize(torch.cat(chunks).float(), dim=-1)
         return out

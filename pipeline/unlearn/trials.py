@@ -61,8 +61,11 @@ class TrialScorer:
         n, t = self.kinds[kind]
         return F.normalize(f[f"classes:{kind}"].view(n, t, -1).mean(1), dim=-1)
 
-    def score(self) -> tuple[float, float, dict]:
-        f = self.cache.features()
+    def score(self, cosine: bool = False) -> tuple[float, float, dict]:
+        """Forget and retain scores; ``cosine`` adds the forget pairs' mean cosine (it needs the
+        forget captions encoded, so trials skip it)."""
+        keys = {"forget", "retain", "retain_captions", *(f"classes:{k}" for k in self.kinds)}
+        f = self.cache.features(keys | ({"forget_captions"} if cosine else set()))
         clf = self._classifier(f, self.target_kind)
         fl = f["forget"] @ clf.T
         target = torch.full((len(fl),), self.concept, dtype=torch.long)
@@ -77,6 +80,7 @@ class TrialScorer:
         named = sum(parts.values()) / len(parts) if parts else None
         parts["retain_named_top1"] = named
         parts["retain_recall1"] = recall
-        parts["forget_cosine"] = float(paired_cosine(f["forget"], f["forget_captions"]).mean())
+        if cosine:
+            parts["forget_cosine"] = float(paired_cosine(f["forget"], f["forget_captions"]).mean())
         retain = recall if named is None else 0.5 * (named + recall)
         return forget, retain, parts
