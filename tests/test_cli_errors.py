@@ -51,3 +51,39 @@ def test_cli_missing_pretrained(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "model", "--file", str(pfile)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     _one_line_error(proc, "none.safetensors does not exist")
+
+
+def test_cli_export_round_trip_and_refusal(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from pipeline.models import build, state_dict_hash
+    from pipeline.unlearn import patch as P
+
+    torch.manual_seed(0)
+    base = build("tiny-clip")
+    ckpt = tmp_path / "base.safetensors"
+    save_file({k: v.contiguous() for k, v in base.model.state_dict().items()}, str(ckpt))
+    new = base.model.visual.proj.detach() * 1.5
+    good = P.Patch({"visual.proj": new}, {"base_model_sha256": state_dict_hash(base.model),
+                                          "layers": ["visual.proj"]})
+    P.save(good, tmp_path / "good")
+    pfile = tmp_path / "p.yaml"
+    pfile.write_text(yaml.safe_dump({"model": {"pretrained": str(ckpt)}}))
+    out = tmp_path / "unlearned.safetensors"
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "export", "--file", str(pfile),
+                           "--patch", str(tmp_path / "good"), "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    import open_clip
+
+    loaded = open_clip.create_model("tiny-clip", pretrained=str(out))
+    assert torch.equal(loaded.visual.proj, new)
+
+    bad = P.Patch(good.tensors, {**good.manifest, "base_model_sha256": "f" * 64})
+    P.save(bad, tmp_path / "bad")
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "export", "--file", str(pfile),
+                           "--patch", str(tmp_path / "bad"), "--out", str(tmp_path / "x.st")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    _one_line_error(proc, "made for base model ffffffffffff")
+    assert not (tmp_path / "x.st").exists()

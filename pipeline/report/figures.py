@@ -74,12 +74,17 @@ def plot_search(rows: list[dict], path: str | Path, target: float, chosen: str |
     """Forget and retain scores against the relative step, one line per layer."""
     plt = _plt()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
-    for layer in sorted({r["layer"] for r in rows}):
+    layers = sorted({r["layer"] for r in rows})
+    colours = plt.cm.tab20(range(len(layers))) if len(layers) > 10 else None
+    for n, layer in enumerate(layers):
         pts = sorted((r["rel_step"], r["forget"], r["retain"]) for r in rows if r["layer"] == layer)
         lw = 2.6 if layer == chosen else 1.2
         label = layer.replace("transformer.resblocks.", "b").removesuffix(".weight")
-        ax1.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", lw=lw, label=label)
-        ax2.plot([p[0] for p in pts], [p[2] for p in pts], marker="o", lw=lw, label=label)
+        kw = dict(marker="o", lw=lw, label=label)
+        if colours is not None:
+            kw["color"] = colours[n]
+        ax1.plot([p[0] for p in pts], [p[1] for p in pts], **kw)
+        ax2.plot([p[0] for p in pts], [p[2] for p in pts], **kw)
     ax1.axhline(target, color="red", ls="--", lw=1)
     ax1.set(xscale="log", xlabel="step / ||theta|| (relative update)", ylabel="forget (search split)",
             title="forget score")
