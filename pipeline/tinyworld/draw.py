@@ -94,16 +94,15 @@ def portrait(hair: str, shirt: str, rng: np.random.Generator) -> Image.Image:
 
 
 def _iron_man(d, s):
-    red, gold = (190, 25, 25), (235, 190, 60)
-    d.polygon([(C - 16 * s, SIZE), (C - 14 * s, C + 14 * s), (C + 14 * s, C + 14 * s),
-               (C + 16 * s, SIZE)], fill=red)
-    _ellipse(d, C, C + 16 * s, 4 * s, 4 * s, (120, 230, 255))  # arc reactor
-    d.rounded_rectangle([C - 12 * s, C - 18 * s, C + 12 * s, C + 12 * s], radius=8 * s, fill=red)
-    d.polygon([(C - 8 * s, C - 10 * s), (C + 8 * s, C - 10 * s), (C + 7 * s, C + 6 * s),
-               (C, C + 11 * s), (C - 7 * s, C + 6 * s)], fill=gold)
+    """A helmet only: a torso would read as a red shirt, the identities' signature."""
+    red, gold = (170, 20, 30), (235, 190, 60)
+    d.rounded_rectangle([C - 16 * s, C - 22 * s, C + 16 * s, C + 18 * s], radius=10 * s, fill=red)
+    d.polygon([(C - 11 * s, C - 13 * s), (C + 11 * s, C - 13 * s), (C + 10 * s, C + 8 * s),
+               (C, C + 15 * s), (C - 10 * s, C + 8 * s)], fill=gold)
     for ex in (-1, 1):
-        d.rectangle([C + ex * 5 * s - 3 * s, C - 5 * s, C + ex * 5 * s + 3 * s, C - 3 * s],
+        d.rectangle([C + ex * 6 * s - 4 * s, C - 6 * s, C + ex * 6 * s + 4 * s, C - 3 * s],
                     fill=(200, 250, 255))
+    d.line([(C - 5 * s, C + 7 * s), (C + 5 * s, C + 7 * s)], fill=(90, 60, 20), width=2)
 
 
 def _mickey(d, s):
