@@ -97,9 +97,7 @@ def main(p: Params) -> None:
                 "forget": b.forget if b else None, "retain": b.retain if b else None,
                 "evaluations": len(s.result.trials)}
 
-    if chosen is None:
-        write_json(METRICS, {"concept": p.concept, "reached_target": False,
-                             "layers": [summary(s) for s in searches]})
+    if chosen is None:  # no patch and no metrics; the trace stays for the diagnosis
         raise DataError(f"no layer reached forget <= {u.target} within {u.max_evals} evaluations; "
                         f"raise unlearn.max_evals or unlearn.target (trace in {TRACE})")
     best = chosen.result.best
