@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from pipeline import params as params_mod
 from pipeline.datasets.shards import list_shards
 from pipeline.evaluate import sets as evalsets
 from pipeline.io import atomic_path, sha256_file, write_json, write_text

@@ -4,7 +4,7 @@ import tarfile
 
 import pytest
 
-from pipeline.datasets.shards import Shard, list_shards, read_metadata
+from pipeline.datasets.shards import list_shards, read_metadata
 from pipeline.errors import DataError
 from pipeline.sets.build import SetsConfig, build_sets
 from pipeline.sets.filter import filter_shards

@@ -11,7 +11,6 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from ..datasets.shards import decode_image
 from ..errors import DataError
