@@ -134,6 +134,40 @@ class UnlearnParams:
 
 
 @dataclass
+class BaselineLR:
+    """One learning rate per iterative method (the reference used 1e-7/1e-6 for every method on
+    pretrained ViT-B/32; see params.yaml for what moves the tiny CLIP)."""
+    ft: float = field(default=3e-5, metadata=_range(0.0, None, lo_open=True))
+    ga: float = field(default=3e-5, metadata=_range(0.0, None, lo_open=True))
+    gaft: float = field(default=3e-5, metadata=_range(0.0, None, lo_open=True))
+    salun_ref: float = field(default=3e-5, metadata=_range(0.0, None, lo_open=True))
+
+
+@dataclass
+class SSDParams:
+    alpha: float = field(default=10.0, metadata=_range(0.0, None, lo_open=True))
+    lam: float = field(default=1.0, metadata=_range(0.0, None, lo_open=True))
+    batch_size: int = field(default=1, metadata=_range(1))
+    max_evals: int = field(default=10, metadata=_range(1, 50))
+
+
+BASELINE_METHODS = ("ft", "ga", "gaft", "salun_ref", "ssd")
+
+
+@dataclass
+class BaselinesParams:
+    methods: list = field(default_factory=lambda: list(BASELINE_METHODS))
+    epochs: int = field(default=10, metadata=_range(1))
+    batch_size: int = field(default=32, metadata=_range(2))
+    weight_decay: float = field(default=0.1, metadata=_range(0.0))
+    checks_per_epoch: int = field(default=4, metadata=_range(1))
+    lr: BaselineLR = field(default_factory=BaselineLR)
+    salun_mask_fraction: float = field(default=0.5, metadata=_range(0.0, 1.0, lo_open=True))
+    ssd: SSDParams = field(default_factory=SSDParams)
+    out: str = "models/baselines"
+
+
+@dataclass
 class EvaluateParams:
     frequent: int = field(default=100, metadata=_range(1))
     mia_seeds: int = field(default=10, metadata=_range(1))
@@ -158,6 +192,7 @@ class Params:
     rank: RankParams = field(default_factory=RankParams)
     unlearn: UnlearnParams = field(default_factory=UnlearnParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    baselines: BaselinesParams = field(default_factory=BaselinesParams)
 
 
 def _fail(key: str, msg: str, value: Any) -> typing.NoReturn:
@@ -229,6 +264,9 @@ def from_dict(raw: dict) -> Params:
         raise ParamsError("params.yaml must be a mapping of stage groups")
     p = _build(Params, raw)
     _validate_mix(p)
+    for m in p.baselines.methods:
+        if m not in BASELINE_METHODS:
+            _fail("baselines.methods", f"must hold names from {', '.join(BASELINE_METHODS)}", m)
     for kind in ("identities", "characters", "objects", "styles"):
         for t in getattr(p.eval.templates, kind):
             if not isinstance(t, str) or t.count("{}") != 1:

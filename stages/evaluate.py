@@ -9,10 +9,6 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from pipeline.datasets.celeba import CelebA
-from pipeline.datasets.pairs import load_pairs
-from pipeline.datasets.shards import Shard
-from pipeline.evaluate import sets as evalsets
 from pipeline.evaluate.unlearning import EvalInputs, cosine_matrix, evaluate
 from pipeline.io import write_json
 from pipeline.models import build
@@ -21,7 +17,7 @@ from pipeline.report.figures import plot_cosine
 from pipeline.unlearn import patch as patch_mod
 from pipeline.unlearn.slug import edited
 
-from ._common import run
+from ._common import eval_inputs, run
 
 METRICS = Path("metrics/evaluate.json")
 FIGURE = Path("plots/evaluate/cosine.png")
@@ -42,23 +38,13 @@ def _naive(p: Params, model, tokenizer, x: EvalInputs) -> dict | None:
 
 def main(p: Params) -> None:
     torch.manual_seed(p.seed)
-    m, d = p.model, p.data
+    m = p.model
     bundle = build(m.name, m.pretrained, m.quick_gelu, m.precision, p.device)
     patch = patch_mod.load(p.unlearn.out)
     patch_mod.check_base(bundle.model, patch)  # before any heavy work
-    sets = evalsets.standard_sets(d.celeba, d.characters, d.imagenet, d.unlearncanvas,
-                                  p.eval.templates)
-    kind = evalsets.concept_kind(p.concept, sets, p.concept_kind)
     start = time.time()
-    images = evalsets.load(list(sets.values()), bundle.preprocess)
-    images = {k: images[s.name] for k, s in sets.items()}
-    sdir = Path(p.sets.out)
-    forget_test = load_pairs([Shard(sdir / "forget_test.tar")], bundle.preprocess, bundle.tokenizer)
-    nm = sdir / "nonmembers.tar"
-    nonmembers = load_pairs([Shard(nm)], bundle.preprocess, bundle.tokenizer) \
-        if p.sets.n_nonmembers else None
-    frequent = CelebA(Path(d.celeba)).frequent()[: p.evaluate.frequent]
-    x = EvalInputs(sets, images, kind, p.concept, forget_test, nonmembers, frequent)
+    x = eval_inputs(p, bundle)
+    sets, images, kind = x.sets, x.images, x.kind
 
     before = evaluate(bundle.model, bundle.tokenizer, x, p.evaluate.mia_seeds)
     mat_before, rows = cosine_matrix(bundle.model, bundle.tokenizer, sets[kind], images[kind],

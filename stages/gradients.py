@@ -32,12 +32,7 @@ def main(p: Params) -> None:
     g = gradient_pass(bundle.model, forget, retain, p.gradients.batch_size)
     elapsed = time.time() - start
 
-    params = dict(bundle.model.named_parameters())
-    rows = []
-    for name, theta in params.items():
-        row = {"name": name, **L.layer_stats(theta, g.forget[name], g.retain[name]),
-               "candidate": L.is_candidate(name, theta, p.gradients.exclude)}
-        rows.append(row)
+    rows = L.stats_table(bundle.model, g.forget, g.retain, p.gradients.exclude)
     cands = [r for r in rows if r["candidate"]]
     keep = {L.naive_choice(cands)}
     for signed in (False, True):  # whatever rank.alignment and rank.fronts (up to 3) choose

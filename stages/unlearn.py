@@ -15,7 +15,6 @@ from safetensors.torch import load_file
 from pipeline.datasets.pairs import load_pairs
 from pipeline.datasets.shards import Shard
 from pipeline.errors import DataError, NumericalError
-from pipeline.evaluate.sets import concept_kind, standard_sets
 from pipeline.io import sha256_file, write_json, write_text
 from pipeline.models import build, state_dict_hash
 from pipeline.params import Params
@@ -25,21 +24,11 @@ from pipeline.unlearn import patch as patch_mod
 from pipeline.unlearn.slug import edited, run_slug
 from pipeline.unlearn.trials import TrialScorer
 
-from ._common import run
+from ._common import kinds_and_target, run
 
 TRACE = Path("plots/unlearn/search.csv")
 FIGURE = Path("plots/unlearn/search.png")
 METRICS = Path("metrics/unlearn.json")
-
-
-def kinds_and_target(p: Params):
-    """Class names and templates of every kind, the concept's kind and its index there."""
-    d = p.data
-    sets = standard_sets(d.celeba, d.characters, d.imagenet, d.unlearncanvas, p.eval.templates)
-    kind = concept_kind(p.concept, sets, p.concept_kind)
-    names = [n.lower() for n in sets[kind].classnames]
-    kinds = {k: (s.classnames, s.templates) for k, s in sets.items()}
-    return kinds, kind, names.index(p.concept.replace("_", " ").lower())
 
 
 def main(p: Params) -> None:

@@ -21,6 +21,7 @@ MICRO_PARAMS = {
     "sets": {"n_retain": 60, "n_retain_val": 30, "n_nonmembers": 20},
     "unlearn": {"max_evals": 4},
     "evaluate": {"mia_seeds": 2},
+    "baselines": {"epochs": 2, "ssd": {"max_evals": 3}},
 }
 
 
@@ -65,10 +66,18 @@ def test_dvc_repro_runs_the_pipeline(tmp_path):
     assert (repo / "plots" / "pretrain" / "history.png").stat().st_size > 0
     assert "Data and pipelines are up to date" in _sh("dvc", "status", cwd=repo)
     shown = json.dumps(json.loads(_sh("dvc", "metrics", "show", "--json", cwd=repo)))
-    for name in ("pretrain", "filter", "rank", "unlearn", "evaluate"):
+    for name in ("pretrain", "filter", "rank", "unlearn", "evaluate", "compare"):
         assert f"metrics/{name}.json" in shown
     ev = json.loads((repo / "metrics" / "evaluate.json").read_text())
     assert ev["concept"] == "Elon Musk" and set(ev["before"]) >= {"forget", "celeba", "imagenet",
                                                                     "mia", "forget_cosine"}
     assert ev["after"]["forget_cosine"] < ev["before"]["forget_cosine"]
     assert (repo / "models" / "patch" / "patch.safetensors").exists()
+    cmp = json.loads((repo / "metrics" / "compare.json").read_text())
+    assert set(cmp["methods"]) == {"original", "slug", "ft", "ga", "gaft", "salun_ref", "ssd"}
+    assert cmp["methods"]["slug"]["rerun_matches_patch"] is True
+    for m in ("ft", "ga", "gaft", "salun_ref", "ssd"):
+        assert cmp["methods"][m]["storage_mb"] > 10 * cmp["methods"]["slug"]["storage_mb"]
+        assert (repo / "models" / "baselines" / f"{m}.safetensors").exists()
+    assert (repo / "plots" / "compare" / "pareto.png").stat().st_size > 0
+    assert not _sh("git", "status", "--porcelain", "dvc.yaml", cwd=repo)  # dvclive left it alone

@@ -27,7 +27,7 @@ class GradientResult:
     n_retain: int
 
 
-def _mean_gradient(model, data: PairData, loss_kind: str, batch_size: int
+def mean_gradient(model, data: PairData, loss_kind: str, batch_size: int
                    ) -> tuple[dict[str, torch.Tensor], float]:
     n = len(data.images)
     if n == 0:
@@ -67,6 +67,6 @@ def _mean_gradient(model, data: PairData, loss_kind: str, batch_size: int
 def gradient_pass(model, forget: PairData, retain: PairData, batch_size: int) -> GradientResult:
     """Both gradients at the base weights (the model is left unchanged, in eval mode)."""
     model.eval()  # CLIP ViTs have no dropout; eval keeps any norm statistics fixed
-    g_f, l_f = _mean_gradient(model, forget, "forget", batch_size)
-    g_r, l_r = _mean_gradient(model, retain, "retain", batch_size)
+    g_f, l_f = mean_gradient(model, forget, "forget", batch_size)
+    g_r, l_r = mean_gradient(model, retain, "retain", batch_size)
     return GradientResult(g_f, g_r, l_f, l_r, len(forget.images), len(retain.images))

@@ -110,3 +110,11 @@ def select(rows: Iterable[dict], rule: str) -> list[str]:
 def naive_choice(rows: Iterable[dict]) -> str:
     """The layer a max-importance rule picks (shown beside the Pareto choice, as a warning)."""
     return max(rows, key=lambda r: r["importance"])["name"]
+
+
+def stats_table(model, g_f: dict[str, torch.Tensor], g_r: dict[str, torch.Tensor],
+                exclude: Sequence[str]) -> list[dict]:
+    """One row of ``layer_stats`` per parameter, flagged ``candidate`` (see ``is_candidate``)."""
+    return [{"name": name, **layer_stats(theta, g_f[name], g_r[name]),
+             "candidate": is_candidate(name, theta, exclude)}
+            for name, theta in model.named_parameters()]

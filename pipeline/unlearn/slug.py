@@ -18,6 +18,9 @@ from typing import Callable
 
 import torch
 
+from . import layers as L
+from .gradients import gradient_pass
+
 
 @contextlib.contextmanager
 def edited(param: torch.nn.Parameter, grad: torch.Tensor, lam: float):
@@ -101,3 +104,18 @@ def run_slug(model, grads: dict[str, torch.Tensor], layers: list[str], scorer, t
     chosen = max(ok, key=lambda s: (s.result.best.retain, -s.result.best.lam / s.rho),
                  default=None)
     return searches, chosen
+
+
+def unlearn(model, forget, retain, scorer, *, batch_size: int, exclude, signed: bool, fronts: int,
+            rule: str, target: float, max_evals: int = 10, scale0: float = 0.1,
+            progress=lambda x, **k: x) -> tuple[list[LayerSearch], LayerSearch | None, dict]:
+    """SLUG in one call: one gradient pass, the layer ranking, the step search. The gradients,
+    rank and unlearn stages do the same in turn, with their artifacts in between; this is what
+    the comparison times end to end. Returns the searches, the chosen one and the forget
+    gradients."""
+    g = gradient_pass(model, forget, retain, batch_size)
+    cands = [r for r in L.stats_table(model, g.forget, g.retain, exclude) if r["candidate"]]
+    layers = L.select(L.annotate(cands, signed, fronts), rule)
+    searches, chosen = run_slug(model, g.forget, layers, scorer, target, max_evals, scale0,
+                                progress)
+    return searches, chosen, g.forget
