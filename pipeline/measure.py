@@ -3,11 +3,15 @@
 On CUDA the peak is ``torch.cuda.max_memory_allocated`` over the block. On the CPU it is the peak
 resident set size sampled every few milliseconds by a thread, minus the size at the start: memory
 the block added, not what the process already held (and a lower bound if a spike falls between
-two samples).
+two samples). Before a CPU measurement, freed heap memory is handed back to the OS
+(``malloc_trim``), so a block does not look free because an earlier block left room in the heap.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import threading
 import time
 
@@ -29,6 +33,7 @@ class Meter:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
             return self
+        _trim_heap()
         self._proc = psutil.Process()
         self._base = self._peak = self._proc.memory_info().rss
         self._stop = threading.Event()
@@ -51,3 +56,11 @@ class Meter:
             self._peak = max(self._peak, self._proc.memory_info().rss)
             self.peak_bytes = self._peak - self._base
         self.time_s = time.perf_counter() - self._t0
+
+
+def _trim_heap() -> None:
+    gc.collect()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the peak may then be under-reported
+        pass

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
 import sys
 from pathlib import Path
 
@@ -124,6 +125,7 @@ def main(p: Params) -> None:
     assert state_dict_hash(model) == base_hash, "SLUG's trials leaked into the base weights"
 
     out_dir = Path(p.baselines.out)
+    shutil.rmtree(LIVE, ignore_errors=True)  # no curves left over from another concept
     for method in p.baselines.methods:
         with torch.no_grad():
             for k, prm in model.named_parameters():

@@ -146,3 +146,14 @@ def test_each_baseline_moves_its_metric_the_right_way(micro, method):
     if method == "salun_ref":  # only the salient half (at most) may move
         moved = sum(int((p.detach() != base[k]).sum()) for k, p in model.named_parameters())
         assert moved <= 0.5 * sum(v.numel() for v in base.values())
+
+
+def test_meter_sees_a_block_allocation_each_time():
+    from pipeline.measure import Meter
+
+    for _ in range(2):  # the second block must not look free because the first left heap room
+        with Meter() as m:
+            x = torch.ones(32, 1024, 1024)  # 128 MiB
+            y = x * 2
+            del x, y
+        assert m.peak_bytes >= 100 * 2**20 and m.time_s > 0

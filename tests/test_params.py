@@ -26,6 +26,9 @@ def test_repository_params_are_valid_and_complete():
     ({"pretrian": {}}, "unknown key pretrian; allowed under the top level"),
     ({"model": {"nam": "x"}}, "unknown key model.nam"),
     ({"eval": {"templates": {"objects": ["no placeholder"]}}}, "eval.templates.objects"),
+    ({"baselines": {"methods": ["ga", "salun"]}}, "baselines.methods must hold names from ft, ga"),
+    ({"baselines": {"lr": {"ga": -1}}}, "baselines.lr.ga must be > 0"),
+    ({"baselines": {"ssd": {"alpha": 0}}}, "baselines.ssd.alpha must be > 0"),
 ])
 def test_bad_values_name_the_key(patch, message):
     with pytest.raises(ParamsError, match=message.replace(".", r"\.")):

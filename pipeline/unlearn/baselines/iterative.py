@@ -128,5 +128,5 @@ def train(model, phases: list[Phase], cfg: IterativeConfig, rule: StopRule,
                 step += 1
                 in_epoch += 1
                 if in_epoch in check_at and rule(step, epoch + in_epoch / per_epoch,
-                                                 **{f"train/{kind}_loss": float(loss.detach())}):
+                                                 **{"train/loss": float(loss.detach())}):
                     return
