@@ -4,6 +4,8 @@
     slug model [--file params.yaml]         build the configured model, print what it is
     slug export [--patch DIR] [--out FILE]  apply a patch to its base model, write a full
                                             open_clip checkpoint (refuses another base model)
+    slug export-sd [--pipeline DIR] [--patch DIR] [--out DIR]
+                                            write the unlearned diffusion pipeline folder
 
 Expected errors print one line (``error: ...``) and exit 1; no traceback.
 """
@@ -45,6 +47,39 @@ def _cmd_export(args) -> None:
           f"(load with open_clip.create_model({name!r}, pretrained={str(out)!r}))")
 
 
+def _cmd_export_sd(args) -> None:
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from .diffusion import sd as sd_mod
+    from .diffusion import text_encoder as hf_text
+    from .errors import ModelError
+    from .models import build
+
+    p = params_mod.load(args.file)
+    mapped_path = Path(args.patch or p.sd.patch) / "text_encoder_patch.safetensors"
+    if not mapped_path.exists():
+        raise ModelError(f"{mapped_path} is missing; run the sd_unlearn stage first")
+    pipe = sd_mod.load(args.pipeline or p.sd.pipeline)
+    clip = build(p.model.name, p.model.pretrained, p.model.quick_gelu, "fp32", "cpu")
+    sd_mod.check_text_encoder(pipe.text_encoder, clip.model, atol=1e-6)
+    hf_text.apply_mapped(pipe.text_encoder, load_file(str(mapped_path)))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out.parent))
+    try:
+        pipe.save_pretrained(str(tmp))
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"wrote {out}: {args.pipeline or p.sd.pipeline} with the text-encoder patch of "
+          f"{mapped_path.parent} (load with StableDiffusionPipeline.from_pretrained({str(out)!r}))")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="slug", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -60,6 +95,12 @@ def main(argv: list[str] | None = None) -> None:
     sp.add_argument("--pretrained", help="base weights (default: model.pretrained)")
     sp.add_argument("--out", default="models/unlearned.safetensors")
     sp.set_defaults(fn=_cmd_export)
+    sp = sub.add_parser("export-sd", help="write the unlearned diffusion pipeline folder")
+    sp.add_argument("--file", default="params.yaml")
+    sp.add_argument("--pipeline", help="diffusers pipeline folder (default: sd.pipeline)")
+    sp.add_argument("--patch", help="patch folder from sd_unlearn (default: sd.patch)")
+    sp.add_argument("--out", default="models/unlearned-sd")
+    sp.set_defaults(fn=_cmd_export_sd)
     args = ap.parse_args(argv)
     try:
         args.fn(args)

@@ -168,6 +168,58 @@ class BaselinesParams:
 
 
 @dataclass
+class SDTrainParams:
+    """The tiny text-to-image model (embedded default only)."""
+    out: str = "models/tiny-sd"
+    image_size: int = field(default=32, metadata=_range(8))
+    vae_width: int = field(default=16, metadata=_range(8))
+    unet_width: int = field(default=32, metadata=_range(16))
+    vae_steps: int = field(default=800, metadata=_range(1))
+    unet_steps: int = field(default=2500, metadata=_range(1))
+    batch_size: int = field(default=32, metadata=_range(2))
+    vae_lr: float = field(default=2e-3, metadata=_range(0.0, None, lo_open=True))
+    unet_lr: float = field(default=1e-3, metadata=_range(0.0, None, lo_open=True))
+    cond_drop: float = field(default=0.1, metadata=_range(0.0, 1.0))
+
+
+@dataclass
+class SDPromptTemplates:
+    identity: str = "a photo of {}."
+    character: str = "a photo of {}."
+    object: str = "a photo of a {}."
+    style: str = "an image in {} style."
+
+
+@dataclass
+class SDEvaluateParams:
+    images_per_prompt: int = field(default=8, metadata=_range(1))
+    steps: int = field(default=20, metadata=_range(1))
+    guidance: float = field(default=4.0, metadata=_range(0.0))
+    retained_per_kind: int = field(default=4, metadata=_range(1))
+    templates: SDPromptTemplates = field(default_factory=SDPromptTemplates)
+    grid_images: int = field(default=4, metadata=_range(1))
+
+
+@dataclass
+class SDSearchParams:
+    """How sd_unlearn judges a step: by generations (search seeds, never the evaluation seeds) or,
+    as the reference, by CLIP zero-shot on the forget-search split (then ``unlearn.target``)."""
+    judge: str = field(default="generations", metadata=_choice("generations", "clip"))
+    images_per_prompt: int = field(default=4, metadata=_range(1))
+    retained_per_kind: int = field(default=2, metadata=_range(1))
+    target: float = field(default=0.0, metadata=_range(0.0, 1.0))
+
+
+@dataclass
+class SDParams:
+    pipeline: str = "models/tiny-sd"  # a diffusers pipeline folder (or a model id in the HF cache)
+    train: SDTrainParams = field(default_factory=SDTrainParams)
+    patch: str = "models/sd-patch"
+    search: SDSearchParams = field(default_factory=SDSearchParams)
+    evaluate: SDEvaluateParams = field(default_factory=SDEvaluateParams)
+
+
+@dataclass
 class EvaluateParams:
     frequent: int = field(default=100, metadata=_range(1))
     mia_seeds: int = field(default=10, metadata=_range(1))
@@ -193,6 +245,7 @@ class Params:
     unlearn: UnlearnParams = field(default_factory=UnlearnParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     baselines: BaselinesParams = field(default_factory=BaselinesParams)
+    sd: SDParams = field(default_factory=SDParams)
 
 
 def _fail(key: str, msg: str, value: Any) -> typing.NoReturn:
@@ -267,6 +320,13 @@ def from_dict(raw: dict) -> Params:
     for m in p.baselines.methods:
         if m not in BASELINE_METHODS:
             _fail("baselines.methods", f"must hold names from {', '.join(BASELINE_METHODS)}", m)
+    for key in ("vae_width", "unet_width"):
+        if getattr(p.sd.train, key) % 8:
+            _fail(f"sd.train.{key}", "must be a multiple of 8 (group norm)", getattr(p.sd.train, key))
+    for kind in ("identity", "character", "object", "style"):
+        t = getattr(p.sd.evaluate.templates, kind)
+        if t.count("{}") != 1:
+            _fail(f"sd.evaluate.templates.{kind}", "must hold exactly one '{}'", t)
     for kind in ("identities", "characters", "objects", "styles"):
         for t in getattr(p.eval.templates, kind):
             if not isinstance(t, str) or t.count("{}") != 1:

@@ -87,3 +87,22 @@ def test_cli_export_round_trip_and_refusal(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     _one_line_error(proc, "made for base model ffffffffffff")
     assert not (tmp_path / "x.st").exists()
+
+
+def test_sd_export_to_a_folder_that_is_not_a_pipeline(tmp_path):
+    from safetensors.torch import save_file
+    import torch
+
+    (tmp_path / "not-a-pipeline").mkdir()
+    (tmp_path / "patch").mkdir()
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "patch" / "text_encoder_patch.safetensors"))
+    proc = _run(["-m", "pipeline.cli", "export-sd", "--file", str(tmp_path / "params.yaml"),
+                 "--patch", str(tmp_path / "patch"), "--pipeline",
+                 str(tmp_path / "not-a-pipeline")], {}, tmp_path)
+    _one_line_error(proc, "is not a diffusers pipeline folder")
+
+
+def test_sd_export_without_a_patch(tmp_path):
+    proc = _run(["-m", "pipeline.cli", "export-sd", "--file", str(tmp_path / "params.yaml"),
+                 "--patch", str(tmp_path / "no-patch")], {}, tmp_path)
+    _one_line_error(proc, "text_encoder_patch.safetensors is missing")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,6 +23,9 @@ MICRO_PARAMS = {
     "unlearn": {"max_evals": 4},
     "evaluate": {"mia_seeds": 2},
     "baselines": {"epochs": 2, "ssd": {"max_evals": 3}},
+    "sd": {"train": {"vae_steps": 3, "unet_steps": 3, "batch_size": 8},
+           "evaluate": {"images_per_prompt": 2, "steps": 2, "retained_per_kind": 1,
+                        "grid_images": 2}},
 }
 
 
@@ -66,7 +70,8 @@ def test_dvc_repro_runs_the_pipeline(tmp_path):
     assert (repo / "plots" / "pretrain" / "history.png").stat().st_size > 0
     assert "Data and pipelines are up to date" in _sh("dvc", "status", cwd=repo)
     shown = json.dumps(json.loads(_sh("dvc", "metrics", "show", "--json", cwd=repo)))
-    for name in ("pretrain", "filter", "rank", "unlearn", "evaluate", "compare"):
+    for name in ("pretrain", "filter", "rank", "unlearn", "evaluate", "compare", "sd_train",
+                 "sd_unlearn", "sd_evaluate"):
         assert f"metrics/{name}.json" in shown
     ev = json.loads((repo / "metrics" / "evaluate.json").read_text())
     assert ev["concept"] == "Elon Musk" and set(ev["before"]) >= {"forget", "celeba", "imagenet",
@@ -81,3 +86,19 @@ def test_dvc_repro_runs_the_pipeline(tmp_path):
         assert (repo / "models" / "baselines" / f"{m}.safetensors").exists()
     assert (repo / "plots" / "compare" / "pareto.png").stat().st_size > 0
     assert not _sh("git", "status", "--porcelain", "dvc.yaml", cwd=repo)  # dvclive left it alone
+    sd = json.loads((repo / "metrics" / "sd_evaluate.json").read_text())
+    assert sd["concept"] == "Elon Musk" and 0 <= sd["before"]["forget"] <= 1
+    assert (repo / "models" / "tiny-sd" / "model_index.json").exists()
+    assert json.loads((repo / "metrics" / "sd_unlearn.json").read_text())[
+        "mapping_max_abs_error"]["after"] < 1e-4
+    assert (repo / "plots" / "sd" / "grid.png").stat().st_size > 0
+    _sh(str(BIN / "python"), "-m", "pipeline.cli", "export-sd", "--out", "models/forgot", cwd=repo)
+    from diffusers import StableDiffusionPipeline
+
+    base = StableDiffusionPipeline.from_pretrained(str(repo / "models" / "tiny-sd"))
+    out = StableDiffusionPipeline.from_pretrained(str(repo / "models" / "forgot"))
+    changed = {k for k, v in out.text_encoder.state_dict().items()
+               if not torch.equal(v, base.text_encoder.state_dict()[k])}
+    layer = json.loads((repo / "metrics" / "sd_unlearn.json").read_text())["mapped_tensors"]
+    assert changed == {k.removeprefix("text_model.") for k in layer}
+    assert all(torch.equal(v, base.unet.state_dict()[k]) for k, v in out.unet.state_dict().items())

@@ -1,0 +1,119 @@
+"""Judging generations: which concept does each generated image show?
+
+A concept's *generation accuracy* is the share of the images generated from its prompt that a
+classifier assigns to it, among every name of its kind (the tiny CLIP zero-shot by default: the
+same classifier and templates as the CLIP evaluation; a real run may pass any classifier with
+the same interface).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from ..evaluate.zeroshot import encode_images, text_classifier
+
+
+@dataclass
+class Prompt:
+    concept: str
+    kind: str
+    text: str
+    target: bool  # the forgotten concept
+
+
+def choose_prompts(classnames: dict[str, Sequence[str]], templates: dict[str, str],
+                   concept: str, concept_kind: str, retained_per_kind: int) -> list[Prompt]:
+    """The target's prompt, then the first ``retained_per_kind`` other names of every kind that
+    has a template (identities, characters, objects...)."""
+    out = [Prompt(concept, concept_kind, templates[concept_kind].format(concept), True)]
+    for kind, names in classnames.items():
+        if kind not in templates:
+            continue
+        others = [n for n in names if n.lower() != concept.lower()][:retained_per_kind]
+        out += [Prompt(n, kind, templates[kind].format(n), False) for n in others]
+    return out
+
+
+def to_pil(images01: torch.Tensor) -> list[Image.Image]:
+    arr = (images01.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return [Image.fromarray(a) for a in arr]
+
+
+@torch.no_grad()
+def clip_judge(model, tokenizer, preprocess: Callable, classnames: dict[str, Sequence[str]],
+               templates: dict[str, Sequence[str]]):
+    """A judge ``(images01, kind) -> predicted class indices`` from CLIP zero-shot."""
+    clfs = {k: text_classifier(model, tokenizer, names, templates[k])
+            for k, names in classnames.items()}
+
+    def judge(images01: torch.Tensor, kind: str) -> torch.Tensor:
+        x = torch.stack([preprocess(im) for im in to_pil(images01)])
+        return (encode_images(model, x) @ clfs[kind].T).argmax(1)
+
+    return judge
+
+
+def generation_accuracy(images01: torch.Tensor, prompts: Sequence[Prompt], per_prompt: int,
+                        classnames: dict[str, Sequence[str]], judge) -> dict[str, float]:
+    """Per concept: the share of its ``per_prompt`` images judged to be it."""
+    out = {}
+    for i, pr in enumerate(prompts):
+        imgs = images01[i * per_prompt:(i + 1) * per_prompt]
+        names = [n.lower() for n in classnames[pr.kind]]
+        pred = judge(imgs, pr.kind)
+        out[pr.concept] = float((pred == names.index(pr.concept.lower())).float().mean())
+    return out
+
+
+def summarize(acc: dict[str, float], prompts: Sequence[Prompt]) -> dict:
+    retained = [p for p in prompts if not p.target]
+    by_kind: dict[str, list[float]] = {}
+    for p in retained:
+        by_kind.setdefault(p.kind, []).append(acc[p.concept])
+    target = next(p for p in prompts if p.target)
+    return {"forget": acc[target.concept],
+            "retained": sum(acc[p.concept] for p in retained) / max(1, len(retained)),
+            "retained_by_kind": {k: sum(v) / len(v) for k, v in by_kind.items()},
+            "per_concept": acc}
+
+
+SEARCH_SEED_OFFSET = 10_000_000  # search generations never share a seed with evaluation ones
+
+
+class GenerationScorer:
+    """A SLUG trial scorer that judges *generations*: the edited open_clip text layer is mapped onto
+    the pipeline's text encoder, the prompts are generated with the search seeds and judged.
+    forget = the target's generation accuracy; retain = the mean over retained prompts."""
+
+    def __init__(self, pipe, clip_model, prompts, classnames, judge, per_prompt: int, seed: int,
+                 steps: int, guidance: float, size: int):
+        from . import sd as sd_mod
+        from . import text_encoder as hf_text
+
+        self._sd, self._hf = sd_mod, hf_text
+        self.pipe, self.clip, self.prompts, self.names = pipe, clip_model, prompts, classnames
+        self.judge, self.per_prompt, self.seed = judge, per_prompt, seed + SEARCH_SEED_OFFSET
+        self.steps, self.guidance, self.size = steps, guidance, size
+        self.layer: str | None = None
+
+    def prepare(self, layer: str) -> None:
+        self.layer = layer
+
+    def score(self) -> tuple[float, float, dict]:
+        current = {self.layer: dict(self.clip.named_parameters())[self.layer].detach()}
+        mapped = self._hf.map_patch(current, self.pipe.text_encoder)
+        enc = self.pipe.text_encoder.state_dict()
+        originals = {k: enc[k].detach().clone() for k in mapped}
+        self._hf.apply_mapped(self.pipe.text_encoder, mapped)
+        try:
+            images = self._sd.generate(self.pipe, [p.text for p in self.prompts], self.per_prompt,
+                                       self.seed, self.steps, self.guidance, self.size)
+        finally:
+            self._hf.apply_mapped(self.pipe.text_encoder, originals)
+        s = summarize(generation_accuracy(images, self.prompts, self.per_prompt, self.names,
+                                          self.judge), self.prompts)
+        return s["forget"], s["retained"], {}

@@ -1,0 +1,72 @@
+"""Diffusers pipelines: assemble, save, load offline; map a SLUG text patch onto the text encoder;
+generate with fixed seeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelError
+from . import text_encoder as hf_text
+
+
+def assemble(vae, text_encoder, tokenizer, unet):
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+
+    from .tiny import make_scheduler
+
+    sched = DPMSolverMultistepScheduler.from_config(make_scheduler().config)
+    return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                                   unet=unet, scheduler=sched, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+
+
+def load(name_or_folder: str, device: str | torch.device = "cpu"):
+    """A ``StableDiffusionPipeline`` from a local folder (or a model id already in the HF cache)."""
+    from diffusers import StableDiffusionPipeline
+
+    path = Path(name_or_folder)
+    if name_or_folder.startswith((".", "/")) or path.exists():
+        if not (path / "model_index.json").exists():
+            raise ModelError(f"{path} is not a diffusers pipeline folder (no model_index.json)")
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(
+            name_or_folder, safety_checker=None, requires_safety_checker=False,
+            local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load the diffusion pipeline {name_or_folder!r}: "
+                         f"{str(exc).splitlines()[0]}") from None
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def check_text_encoder(encoder, clip_model, atol: float = 0.0) -> None:
+    """Refuse a pipeline whose text encoder is not ``clip_model``'s text tower (the layers it has)."""
+    want = {k.removeprefix("text_model."): v for k, v in hf_text.text_state(clip_model).items()}
+    have = encoder.state_dict()
+    for name, t in have.items():
+        name = name.removeprefix("text_model.")
+        if name.endswith("position_ids") or name not in want:
+            continue
+        if t.shape != want[name].shape or not torch.allclose(t.float().cpu(),
+                                                             want[name].float(), atol=atol):
+            raise ModelError(f"the pipeline's text encoder differs from the CLIP model's text "
+                             f"tower at {name}; SLUG's patch is only valid for the encoder it was "
+                             f"computed on (check model.* and sd.pipeline)")
+
+
+@torch.no_grad()
+def generate(pipe, prompts: list[str], per_prompt: int, seed: int, steps: int, guidance: float,
+             size: int, batch: int = 64) -> torch.Tensor:
+    """``[len(prompts) * per_prompt, 3, size, size]`` images in [0, 1]; image ``j`` of prompt
+    ``i`` always uses seed ``seed + 1000 * i + j``, whatever the batching."""
+    jobs = [(p, seed + 1000 * i + j) for i, p in enumerate(prompts) for j in range(per_prompt)]
+    out = []
+    for s in range(0, len(jobs), batch):
+        chunk = jobs[s:s + batch]
+        gens = [torch.Generator().manual_seed(sd) for _, sd in chunk]
+        res = pipe([p for p, _ in chunk], generator=gens, num_inference_steps=steps,
+                   guidance_scale=guidance, height=size, width=size, output_type="pt")
+        out.append(res.images.float().cpu())
+    return torch.cat(out)
