@@ -196,6 +196,7 @@ class SDEvaluateParams:
     steps: int = field(default=20, metadata=_range(1))
     guidance: float = field(default=4.0, metadata=_range(0.0))
     retained_per_kind: int = field(default=4, metadata=_range(1))
+    judge_over: str = field(default="all", metadata=_choice("all", "kind"))
     templates: SDPromptTemplates = field(default_factory=SDPromptTemplates)
     grid_images: int = field(default=4, metadata=_range(1))
 
@@ -205,6 +206,7 @@ class SDSearchParams:
     """How sd_unlearn judges a step: by generations (search seeds, never the evaluation seeds) or,
     as the reference, by CLIP zero-shot on the forget-search split (then ``unlearn.target``)."""
     judge: str = field(default="generations", metadata=_choice("generations", "clip"))
+    target_images: int = field(default=16, metadata=_range(1))
     images_per_prompt: int = field(default=4, metadata=_range(1))
     retained_per_kind: int = field(default=2, metadata=_range(1))
     target: float = field(default=0.0, metadata=_range(0.0, 1.0))

@@ -62,7 +62,11 @@ def main(p: Params) -> None:
     w.writeheader()
     w.writerows(rows)
     write_text(TABLE, buf.getvalue())
-    show = [0] + [i for i, pr in enumerate(prompts) if not pr.target][:5]
+    show, per_kind = [0], {}
+    for i, pr in enumerate(prompts[1:], 1):  # two retained prompts of every kind
+        if per_kind.setdefault(pr.kind, 0) < 2:
+            per_kind[pr.kind] += 1
+            show.append(i)
     plot_grid(before, after, prompts, show, e.images_per_prompt, e.grid_images, GRID, concept)
     write_json(METRICS, {
         "concept": concept, "kind": kind, "images_per_prompt": e.images_per_prompt,
@@ -70,7 +74,7 @@ def main(p: Params) -> None:
         "before": {k: v for k, v in sb.items() if k != "per_concept"},
         "after": {k: v for k, v in sa.items() if k != "per_concept"},
         "retained_drop": sb["retained"] - sa["retained"], "generation_s": round(gen_s, 1),
-        "judge": "tiny CLIP zero-shot (model.*), over every name of the prompt's kind",
+        "judge": f"CLIP zero-shot (model.*) over {'every name of every kind' if e.judge_over == 'all' else 'the names of the prompt kind'}",
     })
     print(f"sd_evaluate: {concept} generations judged as {concept}: {sb['forget']:.2f} -> "
           f"{sa['forget']:.2f}; retained concepts: {sb['retained']:.2f} -> {sa['retained']:.2f} "

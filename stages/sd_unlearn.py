@@ -55,7 +55,7 @@ def prompts_and_judge(p: Params, bundle, retained_per_kind: int):
     concept = next(n for n in names[kind] if n.lower() == p.concept.replace("_", " ").lower())
     prompts = J.choose_prompts(names, templates, concept, kind, retained_per_kind)
     judge = J.clip_judge(bundle.model, bundle.tokenizer, bundle.preprocess, names,
-                         {k: s.templates for k, s in sets.items()})
+                         {k: s.templates for k, s in sets.items()}, e.judge_over)
     return concept, names, prompts, judge
 
 
@@ -88,7 +88,7 @@ def main(p: Params) -> None:
         e = p.sd.evaluate
         size = pipe.unet.config.sample_size * pipe.vae_scale_factor
         scorer = J.GenerationScorer(pipe, model, prompts, names, judge, s.images_per_prompt,
-                                    p.seed, e.steps, e.guidance, size)
+                                    p.seed, e.steps, e.guidance, size, s.target_images)
         target = s.target
     else:
         scorer = TrialScorer(model, bundle.tokenizer, kinds, kind, concept_idx, forget,

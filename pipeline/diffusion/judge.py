@@ -45,14 +45,25 @@ def to_pil(images01: torch.Tensor) -> list[Image.Image]:
 
 @torch.no_grad()
 def clip_judge(model, tokenizer, preprocess: Callable, classnames: dict[str, Sequence[str]],
-               templates: dict[str, Sequence[str]]):
-    """A judge ``(images01, kind) -> predicted class indices`` from CLIP zero-shot."""
+               templates: dict[str, Sequence[str]], over: str = "all"):
+    """A judge ``(images01, kind) -> predicted names`` from CLIP zero-shot.
+
+    ``over="all"``: among every name of every kind, so an image that shows no character at all is
+    not forced onto the nearest character (measured on Iron Man: after the edit the generator drew
+    rings and faces, which a characters-only judge still called Iron Man in 6-100 % of images).
+    ``over="kind"``: among the names of the prompt's kind only (a closed-set judge).
+    """
     clfs = {k: text_classifier(model, tokenizer, names, templates[k])
             for k, names in classnames.items()}
+    every = [n for k in classnames for n in classnames[k]]
+    clf_all = torch.cat([clfs[k] for k in classnames])
 
-    def judge(images01: torch.Tensor, kind: str) -> torch.Tensor:
+    def judge(images01: torch.Tensor, kind: str) -> list[str]:
         x = torch.stack([preprocess(im) for im in to_pil(images01)])
-        return (encode_images(model, x) @ clfs[kind].T).argmax(1)
+        feats = encode_images(model, x)
+        if over == "all":
+            return [every[i] for i in (feats @ clf_all.T).argmax(1).tolist()]
+        return [classnames[kind][i] for i in (feats @ clfs[kind].T).argmax(1).tolist()]
 
     return judge
 
@@ -62,10 +73,8 @@ def generation_accuracy(images01: torch.Tensor, prompts: Sequence[Prompt], per_p
     """Per concept: the share of its ``per_prompt`` images judged to be it."""
     out = {}
     for i, pr in enumerate(prompts):
-        imgs = images01[i * per_prompt:(i + 1) * per_prompt]
-        names = [n.lower() for n in classnames[pr.kind]]
-        pred = judge(imgs, pr.kind)
-        out[pr.concept] = float((pred == names.index(pr.concept.lower())).float().mean())
+        pred = judge(images01[i * per_prompt:(i + 1) * per_prompt], pr.kind)
+        out[pr.concept] = sum(n.lower() == pr.concept.lower() for n in pred) / len(pred)
     return out
 
 
@@ -90,7 +99,7 @@ class GenerationScorer:
     forget = the target's generation accuracy; retain = the mean over retained prompts."""
 
     def __init__(self, pipe, clip_model, prompts, classnames, judge, per_prompt: int, seed: int,
-                 steps: int, guidance: float, size: int):
+                 steps: int, guidance: float, size: int, target_images: int | None = None):
         from . import sd as sd_mod
         from . import text_encoder as hf_text
 
@@ -98,6 +107,7 @@ class GenerationScorer:
         self.pipe, self.clip, self.prompts, self.names = pipe, clip_model, prompts, classnames
         self.judge, self.per_prompt, self.seed = judge, per_prompt, seed + SEARCH_SEED_OFFSET
         self.steps, self.guidance, self.size = steps, guidance, size
+        self.target_images = target_images or per_prompt  # more samples where the criterion is
         self.layer: str | None = None
 
     def prepare(self, layer: str) -> None:
@@ -109,11 +119,15 @@ class GenerationScorer:
         enc = self.pipe.text_encoder.state_dict()
         originals = {k: enc[k].detach().clone() for k in mapped}
         self._hf.apply_mapped(self.pipe.text_encoder, mapped)
+        target, rest = self.prompts[0], self.prompts[1:]
         try:
-            images = self._sd.generate(self.pipe, [p.text for p in self.prompts], self.per_prompt,
-                                       self.seed, self.steps, self.guidance, self.size)
+            t_img = self._sd.generate(self.pipe, [target.text], self.target_images, self.seed,
+                                      self.steps, self.guidance, self.size)
+            r_img = self._sd.generate(self.pipe, [p.text for p in rest], self.per_prompt,
+                                      self.seed + 1000, self.steps, self.guidance, self.size)
         finally:
             self._hf.apply_mapped(self.pipe.text_encoder, originals)
-        s = summarize(generation_accuracy(images, self.prompts, self.per_prompt, self.names,
-                                          self.judge), self.prompts)
+        acc = generation_accuracy(t_img, [target], self.target_images, self.names, self.judge)
+        acc.update(generation_accuracy(r_img, rest, self.per_prompt, self.names, self.judge))
+        s = summarize(acc, self.prompts)
         return s["forget"], s["retained"], {}
