@@ -48,8 +48,6 @@ def _cmd_export(args) -> None:
 
 
 def _cmd_export_sd(args) -> None:
-    import shutil
-    import tempfile
     from pathlib import Path
 
     from safetensors.torch import load_file
@@ -57,6 +55,7 @@ def _cmd_export_sd(args) -> None:
     from .diffusion import sd as sd_mod
     from .diffusion import text_encoder as hf_text
     from .errors import ModelError
+    from .io import atomic_dir
     from .models import build
 
     p = params_mod.load(args.file)
@@ -68,14 +67,8 @@ def _cmd_export_sd(args) -> None:
     sd_mod.check_text_encoder(pipe.text_encoder, clip.model, atol=1e-6)
     hf_text.apply_mapped(pipe.text_encoder, load_file(str(mapped_path)))
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         pipe.save_pretrained(str(tmp))
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     print(f"wrote {out}: {args.pipeline or p.sd.pipeline} with the text-encoder patch of "
           f"{mapped_path.parent} (load with StableDiffusionPipeline.from_pretrained({str(out)!r}))")
 

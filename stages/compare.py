@@ -78,6 +78,12 @@ def _changed_share(model, base: dict[str, torch.Tensor]) -> float:
     return changed / sum(p.numel() for p in model.parameters())
 
 
+@torch.no_grad()
+def _restore(model, base: dict[str, torch.Tensor]) -> None:
+    for k, prm in model.named_parameters():
+        prm.copy_(base[k])
+
+
 def main(p: Params) -> None:
     torch.manual_seed(p.seed)
     m = p.model
@@ -105,7 +111,7 @@ def main(p: Params) -> None:
 
     # SLUG, timed end to end; the shipped patch is what gets evaluated
     with Meter(device) as meter:
-        searches, chosen, _ = slug_unlearn(
+        _, chosen, _ = slug_unlearn(
             model, fs, retain, scorer(True), batch_size=p.gradients.batch_size,
             exclude=p.gradients.exclude, signed=p.rank.alignment == "signed",
             fronts=p.rank.fronts, rule=p.rank.rule, target=u.target, max_evals=u.max_evals,
@@ -127,9 +133,7 @@ def main(p: Params) -> None:
     out_dir = Path(p.baselines.out)
     shutil.rmtree(LIVE, ignore_errors=True)  # no curves left over from another concept
     for method in p.baselines.methods:
-        with torch.no_grad():
-            for k, prm in model.named_parameters():
-                prm.copy_(base[k])
+        _restore(model, base)
         torch.manual_seed(p.seed)
         live = _live(method)
         rule = StopRule(scorer(False), u.target, live)
@@ -153,9 +157,7 @@ def main(p: Params) -> None:
         curves += [{"method": method, "label": LABELS[method], "step": c.step, "epoch": c.epoch,
                     "elapsed_s": c.elapsed_s, "forget": c.forget, "retain": c.retain}
                    for c in outcome.checks]
-    with torch.no_grad():
-        for k, prm in model.named_parameters():
-            prm.copy_(base[k])
+    _restore(model, base)
 
     by = {r["method"]: r for r in rows}
     slug = by["slug"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from pipeline.diffusion.tiny import (
 )
 from pipeline.diffusion.tokenizer import build_tokenizer
 from pipeline.errors import ModelError
-from pipeline.io import write_json, write_text
+from pipeline.io import atomic_dir, write_json, write_text
 from pipeline.models import build, state_dict_hash
 from pipeline.params import Params
 from pipeline.progress import progress
@@ -82,15 +81,8 @@ def main(p: Params) -> None:
     unet_s = time.time() - t0
 
     pipe = sd_mod.assemble(vae, text_encoder, tokenizer, unet)
-    out = Path(t.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out.parent))
-    try:
-        pipe.save_pretrained(str(tmp_out))
-        shutil.rmtree(out, ignore_errors=True)
-        tmp_out.rename(out)  # atomic: never a half-written pipeline folder
-    finally:
-        shutil.rmtree(tmp_out, ignore_errors=True)
+    with atomic_dir(t.out) as tmp:  # never a half-written pipeline folder
+        pipe.save_pretrained(str(tmp))
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=["step", "unet_loss", "elapsed_s"])

@@ -15,6 +15,8 @@ import torch
 from PIL import Image
 
 from ..evaluate.zeroshot import encode_images, text_classifier
+from . import sd as sd_mod
+from . import text_encoder as hf_text
 
 
 @dataclass
@@ -100,10 +102,6 @@ class GenerationScorer:
 
     def __init__(self, pipe, clip_model, prompts, classnames, judge, per_prompt: int, seed: int,
                  steps: int, guidance: float, size: int, target_images: int | None = None):
-        from . import sd as sd_mod
-        from . import text_encoder as hf_text
-
-        self._sd, self._hf = sd_mod, hf_text
         self.pipe, self.clip, self.prompts, self.names = pipe, clip_model, prompts, classnames
         self.judge, self.per_prompt, self.seed = judge, per_prompt, seed + SEARCH_SEED_OFFSET
         self.steps, self.guidance, self.size = steps, guidance, size
@@ -115,18 +113,18 @@ class GenerationScorer:
 
     def score(self) -> tuple[float, float, dict]:
         current = {self.layer: dict(self.clip.named_parameters())[self.layer].detach()}
-        mapped = self._hf.map_patch(current, self.pipe.text_encoder)
+        mapped = hf_text.map_patch(current, self.pipe.text_encoder)
         enc = self.pipe.text_encoder.state_dict()
         originals = {k: enc[k].detach().clone() for k in mapped}
-        self._hf.apply_mapped(self.pipe.text_encoder, mapped)
+        hf_text.apply_mapped(self.pipe.text_encoder, mapped)
         target, rest = self.prompts[0], self.prompts[1:]
         try:
-            t_img = self._sd.generate(self.pipe, [target.text], self.target_images, self.seed,
+            t_img = sd_mod.generate(self.pipe, [target.text], self.target_images, self.seed,
                                       self.steps, self.guidance, self.size)
-            r_img = self._sd.generate(self.pipe, [p.text for p in rest], self.per_prompt,
+            r_img = sd_mod.generate(self.pipe, [p.text for p in rest], self.per_prompt,
                                       self.seed + 1000, self.steps, self.guidance, self.size)
         finally:
-            self._hf.apply_mapped(self.pipe.text_encoder, originals)
+            hf_text.apply_mapped(self.pipe.text_encoder, originals)
         acc = generation_accuracy(t_img, [target], self.target_images, self.names, self.judge)
         acc.update(generation_accuracy(r_img, rest, self.per_prompt, self.names, self.judge))
         s = summarize(acc, self.prompts)
