@@ -3,6 +3,7 @@
 
     python3 dev.py demo   # create .venv, install, run the whole DVC pipeline (dvc repro)
     python3 dev.py test   # create .venv, install, run the test suite
+    python3 dev.py canvas # the UnlearnCanvas sweep: every style and object, then the table
 
 The virtual environment is (re)installed only when pyproject.toml changed since the last install.
 pip (not uv or poetry) is used on purpose: it honours the machine's local torch wheels.
@@ -58,12 +59,14 @@ def env() -> dict:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) < 1 or argv[0] not in ("demo", "test", "setup"):
+    if len(argv) < 1 or argv[0] not in ("demo", "test", "setup", "canvas"):
         sys.exit(__doc__)
     setup()
     offline_plots()
     if argv[0] == "demo":
         sh(BIN / "dvc", "repro", *argv[1:], env=env())
+    elif argv[0] == "canvas":
+        sh(BIN / "dvc", "repro", "benchmarks/unlearncanvas/dvc.yaml", *argv[1:], env=env())
     elif argv[0] == "test":
         sh(BIN / "python", "-m", "pytest", *argv[1:], env=env())
 

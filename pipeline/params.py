@@ -221,6 +221,84 @@ class SDParams:
     evaluate: SDEvaluateParams = field(default_factory=SDEvaluateParams)
 
 
+TINY_STYLES = ["Cubism", "Mosaic", "Neon_Lines", "Pop_Art", "Sketch", "Ukiyoe", "Van_Gogh",
+               "Watercolor"]
+TINY_OBJECTS = ["Arrow", "Bar", "Bolt", "Circle", "Crescent", "Cross", "Diamond", "Heart",
+                "Hourglass", "Ring", "Star", "Triangle"]
+
+
+@dataclass
+class CanvasClassifierParams:
+    """The style and object judges. ``tiny-cnn``: trained by canvas_classifiers on the canvas;
+    any other name: a timm architecture (UnlearnCanvas: vit_large_patch16_224) whose local
+    checkpoint is loaded with ``weights_only=True``."""
+    arch: str = "tiny-cnn"
+    style: str = "models/canvas-classifiers/style.safetensors"
+    object: str = "models/canvas-classifiers/object.safetensors"
+    key: str = "model_state_dict"  # where a .pth checkpoint keeps its state dict ("-": top level)
+    image_size: int = field(default=32, metadata=_range(8))
+    mean: float = 0.5
+    std: float = field(default=0.5, metadata=_range(0.0, None, lo_open=True))
+
+
+@dataclass
+class CanvasTrainParams:
+    """The tiny classifiers (embedded default only)."""
+    width: int = field(default=32, metadata=_range(8))
+    epochs: int = field(default=25, metadata=_range(1))
+    batch_size: int = field(default=64, metadata=_range(2))
+    lr: float = field(default=2e-3, metadata=_range(0.0, None, lo_open=True))
+    val_fraction: float = field(default=0.2, metadata=_range(0.0, 0.9, lo_open=True))
+    blur: float = field(default=1.0, metadata=_range(0.0))
+
+
+@dataclass
+class CanvasFinetuneParams:
+    """The tiny generator fine-tuned on the canvas grid (embedded default only), as UnlearnCanvas
+    fine-tuned SD 1.5 on it."""
+    out: str = "models/tiny-sd-canvas"
+    steps: int = field(default=2000, metadata=_range(1))
+    batch_size: int = field(default=32, metadata=_range(2))
+    lr: float = field(default=1e-3, metadata=_range(0.0, None, lo_open=True))
+
+
+@dataclass
+class CanvasSearchParams:
+    """The step search judges generations from *search* seeds, never the evaluation seeds."""
+    images_per_prompt: int = field(default=2, metadata=_range(1))
+    retained_prompts: int = field(default=24, metadata=_range(1))
+    target: float = field(default=0.1, metadata=_range(0.0, 1.0))
+    rule: str = field(default="front", metadata=_choice("front", "deepest", "best_ratio"))
+    fronts: int = field(default=1, metadata=_range(1))
+    max_evals: int = field(default=7, metadata=_range(1))
+
+
+@dataclass
+class CanvasEvaluateParams:
+    images_per_prompt: int = field(default=8, metadata=_range(1))
+    steps: int = field(default=10, metadata=_range(1))
+    guidance: float = field(default=4.0, metadata=_range(0.0))
+
+
+@dataclass
+class CanvasParams:
+    pipeline: str = "models/tiny-sd-canvas"
+    styles: list = field(default_factory=lambda: list(TINY_STYLES))
+    objects: list = field(default_factory=lambda: list(TINY_OBJECTS))
+    prompt: str = "A {object} image in {style} style."
+    forget_captions: str = field(default="name", metadata=_choice("name", "prompt"))
+    n_retain: int = field(default=512, metadata=_range(2))
+    sets: str = "data/canvas/tars"
+    classifiers: CanvasClassifierParams = field(default_factory=CanvasClassifierParams)
+    train: CanvasTrainParams = field(default_factory=CanvasTrainParams)
+    finetune: CanvasFinetuneParams = field(default_factory=CanvasFinetuneParams)
+    search: CanvasSearchParams = field(default_factory=CanvasSearchParams)
+    evaluate: CanvasEvaluateParams = field(default_factory=CanvasEvaluateParams)
+    base: str = "data/canvas/base"
+    patch: str = "models/canvas-patch"
+    out: str = "results/unlearncanvas"
+
+
 @dataclass
 class EvaluateParams:
     frequent: int = field(default=100, metadata=_range(1))
@@ -248,6 +326,7 @@ class Params:
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     baselines: BaselinesParams = field(default_factory=BaselinesParams)
     sd: SDParams = field(default_factory=SDParams)
+    canvas: CanvasParams = field(default_factory=CanvasParams)
 
 
 def _fail(key: str, msg: str, value: Any) -> typing.NoReturn:
@@ -333,7 +412,19 @@ def from_dict(raw: dict) -> Params:
         for t in getattr(p.eval.templates, kind):
             if not isinstance(t, str) or t.count("{}") != 1:
                 _fail(f"eval.templates.{kind}", "must hold strings with exactly one '{}'", t)
+    if sorted(_fields(p.canvas.prompt)) != ["object", "style"]:
+        _fail("canvas.prompt", "must hold exactly one '{object}' and one '{style}'",
+              p.canvas.prompt)
     return p
+
+
+def _fields(template: str) -> list[str]:
+    import string
+
+    try:
+        return [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError:
+        return []
 
 
 def load(path: str | Path = "params.yaml") -> Params:

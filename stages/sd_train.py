@@ -1,5 +1,7 @@
 """Stage sd_train (embedded default only): a tiny text-to-image model on the tiny world's shards,
-conditioned on the tiny CLIP's text tower, saved as a standard diffusers pipeline folder."""
+conditioned on the tiny CLIP's text tower, saved as a standard diffusers pipeline folder. It also
+learns the UnlearnCanvas grid, each image captioned with its benchmark prompt, as UnlearnCanvas's
+SD 1.5 was fine-tuned on it."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from pipeline.datasets.pairs import load_pairs
+from pipeline.canvas import data as canvas_data
+from pipeline.datasets.pairs import PairData, load_pairs
 from pipeline.datasets.shards import list_shards
 from pipeline.diffusion import sd as sd_mod
 from pipeline.diffusion.text_encoder import to_clip_text_model
@@ -56,7 +59,14 @@ def main(p: Params) -> None:
                        unet_steps=t.unet_steps, batch_size=t.batch_size, vae_lr=t.vae_lr,
                        unet_lr=t.unet_lr, cond_drop=t.cond_drop, seed=p.seed)
     start = time.time()
-    data = load_pairs(list_shards(p.data.shards), _to_unit(t.image_size), bundle.tokenizer)
+    shards = load_pairs(list_shards(p.data.shards), _to_unit(t.image_size), bundle.tokenizer)
+    canvas = canvas_data.grid_pairs(
+        canvas_data.load(p.data.unlearncanvas, p.canvas.styles, p.canvas.objects),
+        p.canvas.prompt, _to_unit(t.image_size), bundle.tokenizer)
+    data = PairData(torch.cat([shards.images, canvas.images]),
+                    torch.cat([shards.tokens, canvas.tokens]), shards.captions + canvas.captions,
+                    shards.report)
+    data.report.add(canvas.report)
     load_s = time.time() - start
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = build_tokenizer(Path(tmp) / "tokenizer", data.tokens.shape[1])
@@ -90,7 +100,7 @@ def main(p: Params) -> None:
     w.writerows(unet_hist)
     write_text(HISTORY, buf.getvalue())
     write_json(METRICS, {
-        "samples": len(data.images), "corrupt_images_skipped": data.report.corrupt_images,
+        "samples": len(data.images), "canvas_samples": len(canvas.images), "corrupt_images_skipped": data.report.corrupt_images,
         "vae": {"params": sum(x.numel() for x in vae.parameters()), "final_mse":
                 vae_hist[-1]["vae_mse"], "scaling_factor": scale, "time_s": round(vae_s, 1)},
         "unet": {"params": sum(x.numel() for x in unet.parameters()),

@@ -26,6 +26,10 @@ MICRO_PARAMS = {
     "sd": {"train": {"vae_steps": 3, "unet_steps": 3, "batch_size": 8},
            "evaluate": {"images_per_prompt": 2, "steps": 2, "retained_per_kind": 1,
                         "grid_images": 2}},
+    "canvas": {"train": {"epochs": 1, "width": 8}, "finetune": {"steps": 3, "batch_size": 8},
+               "search": {"images_per_prompt": 1, "retained_prompts": 3, "max_evals": 2,
+                          "target": 1.0},  # untrained micro models: any step passes
+               "evaluate": {"images_per_prompt": 1, "steps": 2}},
 }
 
 
@@ -45,22 +49,29 @@ def _sh(*cmd, cwd):
     return proc.stdout
 
 
-@pytest.mark.slow
-def test_dvc_repro_runs_the_pipeline(tmp_path):
+def _micro_repo(tmp_path, **over):
     repo = tmp_path / "repo"
     repo.mkdir()
-    for item in ("dvc.yaml", "pipeline", "stages", ".dvc/config", ".dvcignore", ".gitignore"):
+    for item in ("dvc.yaml", "pipeline", "stages", ".dvc/config", ".dvcignore", ".gitignore",
+                 "benchmarks"):
         src = ROOT / item
         if src.is_dir():
             shutil.copytree(src, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
         elif src.exists():
             (repo / item).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, repo / item)
-    params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), MICRO_PARAMS)
+    params = _merge(_merge(yaml.safe_load((ROOT / "params.yaml").read_text()), MICRO_PARAMS),
+                    over)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _sh("git", "init", "-q", cwd=repo)
     _sh("git", "add", "-A", cwd=repo)
     _sh("git", "commit", "-qm", "micro", cwd=repo)
+    return repo
+
+
+@pytest.mark.slow
+def test_dvc_repro_runs_the_pipeline(tmp_path):
+    repo = _micro_repo(tmp_path)
 
     _sh("dvc", "repro", cwd=repo)
     metrics = json.loads((repo / "metrics" / "pretrain.json").read_text())
@@ -102,3 +113,35 @@ def test_dvc_repro_runs_the_pipeline(tmp_path):
     layer = json.loads((repo / "metrics" / "sd_unlearn.json").read_text())["mapped_tensors"]
     assert changed == {k.removeprefix("text_model.") for k in layer}
     assert all(torch.equal(v, base.unet.state_dict()[k]) for k, v in out.unet.state_dict().items())
+    canvas = json.loads((repo / "metrics" / "canvas.json").read_text())
+    assert canvas["skipped"] is True and "Elon Musk" in canvas["reason"]  # an identity: no canvas
+
+
+@pytest.mark.slow
+def test_unlearncanvas_sweep_and_same_seeds_same_numbers(tmp_path):
+    """The sweep's own dvc.yaml on two styles and two objects, the table, and one target rerun
+    by hand: the same seeds give the same UA / IRA / CRA, step and patch."""
+    styles, objects = ["Pop_Art", "Van_Gogh"], ["Circle", "Heart"]
+    repo = _micro_repo(tmp_path, canvas={"styles": styles, "objects": objects})
+    _sh("dvc", "repro", "benchmarks/unlearncanvas/dvc.yaml", cwd=repo)
+    table = json.loads((repo / "metrics" / "unlearncanvas.json").read_text())
+    assert table["style"]["targets"] == 2 and table["object"]["targets"] == 2
+    for kind in ("style", "object"):
+        assert 0 <= table[kind]["UA"] <= 100 and 0 <= table[kind]["IRA_ceiling"] <= 100
+    assert (repo / "plots" / "unlearncanvas" / "table.png").stat().st_size > 0
+    clf = json.loads((repo / "metrics" / "canvas_classifiers.json").read_text())
+    assert 0 <= clf["style"]["val_accuracy"] <= 1
+
+    first = json.loads((repo / "results/unlearncanvas/style/Van_Gogh/metrics.json").read_text())
+    _sh(str(BIN / "python"), "-m", "stages.canvas_target", "--target", "Van_Gogh", "--out",
+        "rerun", cwd=repo)
+    again = json.loads((repo / "rerun" / "metrics.json").read_text())
+    for key in ("UA", "IRA", "CRA", "layer", "lambda", "before", "after", "search"):
+        assert again[key] == first[key], key
+    a = (repo / "rerun/patch/text_encoder_patch.safetensors").read_bytes()
+    b = (repo / "results/unlearncanvas/style/Van_Gogh/patch/text_encoder_patch.safetensors"
+         ).read_bytes()
+    assert a == b
+    proc = subprocess.run([str(BIN / "python"), "-m", "stages.canvas_target", "--target", "Monet",
+                           "--out", "x"], cwd=repo, capture_output=True, text=True)
+    assert proc.returncode == 1 and "neither a style" in proc.stderr

@@ -8,6 +8,7 @@ the same interface).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -92,6 +93,21 @@ def summarize(acc: dict[str, float], prompts: Sequence[Prompt]) -> dict:
             "per_concept": acc}
 
 
+@contextlib.contextmanager
+def layer_in_pipeline(pipe, clip_model, layer: str):
+    """Map the open_clip text layer's *current* value onto the pipeline's text encoder for the
+    duration of a trial; restore the encoder's original tensors afterwards."""
+    current = {layer: dict(clip_model.named_parameters())[layer].detach()}
+    mapped = hf_text.map_patch(current, pipe.text_encoder)
+    enc = pipe.text_encoder.state_dict()
+    originals = {k: enc[k].detach().clone() for k in mapped}
+    hf_text.apply_mapped(pipe.text_encoder, mapped)
+    try:
+        yield
+    finally:
+        hf_text.apply_mapped(pipe.text_encoder, originals)
+
+
 SEARCH_SEED_OFFSET = 10_000_000  # search generations never share a seed with evaluation ones
 
 
@@ -112,19 +128,12 @@ class GenerationScorer:
         self.layer = layer
 
     def score(self) -> tuple[float, float, dict]:
-        current = {self.layer: dict(self.clip.named_parameters())[self.layer].detach()}
-        mapped = hf_text.map_patch(current, self.pipe.text_encoder)
-        enc = self.pipe.text_encoder.state_dict()
-        originals = {k: enc[k].detach().clone() for k in mapped}
-        hf_text.apply_mapped(self.pipe.text_encoder, mapped)
         target, rest = self.prompts[0], self.prompts[1:]
-        try:
+        with layer_in_pipeline(self.pipe, self.clip, self.layer):
             t_img = sd_mod.generate(self.pipe, [target.text], self.target_images, self.seed,
                                       self.steps, self.guidance, self.size)
             r_img = sd_mod.generate(self.pipe, [p.text for p in rest], self.per_prompt,
                                       self.seed + 1000, self.steps, self.guidance, self.size)
-        finally:
-            hf_text.apply_mapped(self.pipe.text_encoder, originals)
         acc = generation_accuracy(t_img, [target], self.target_images, self.names, self.judge)
         acc.update(generation_accuracy(r_img, rest, self.per_prompt, self.names, self.judge))
         s = summarize(acc, self.prompts)

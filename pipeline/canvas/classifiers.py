@@ -1,0 +1,204 @@
+"""The style and object judges of UnlearnCanvas.
+
+A real run loads UnlearnCanvas's checkpoints (timm ``vit_large_patch16_224`` with a linear head,
+``weights_only=True``). The tiny world trains a small CNN per label space on the canvas images
+instead; both are wrapped as a ``Judge`` that maps generated images in [0, 1] to class indices.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..errors import DataError, ModelError
+from ..io import atomic_path
+
+TINY = "tiny-cnn"
+
+
+class TinyConvNet(nn.Module):
+    """Three conv stages and a linear ``head`` (named as timm's, so one head check serves both)."""
+
+    def __init__(self, n_classes: int, width: int = 32):
+        super().__init__()
+        w = width
+
+        def stage(a, b):
+            return nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.GroupNorm(8, b), nn.GELU(),
+                                 nn.Conv2d(b, b, 3, padding=1), nn.GroupNorm(8, b), nn.GELU(),
+                                 nn.MaxPool2d(2))
+
+        self.features = nn.Sequential(stage(3, w), stage(w, 2 * w), stage(2 * w, 4 * w))
+        self.head = nn.Linear(4 * w, n_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x).mean((2, 3)))
+
+
+@dataclass
+class Judge:
+    """A classifier with its input convention: resize to ``image_size``, normalise."""
+    model: nn.Module
+    classes: list[str]
+    image_size: int
+    mean: float = 0.5
+    std: float = 0.5
+
+    @torch.no_grad()
+    def predict(self, images01: torch.Tensor, batch: int = 256) -> torch.Tensor:
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        out = []
+        for s in range(0, len(images01), batch):
+            x = images01[s:s + batch].to(device).float()
+            if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+                x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
+                                  antialias=True, align_corners=False)
+            out.append(self.model((x - self.mean) / self.std).argmax(1).cpu())
+        return torch.cat(out)
+
+
+def _head_rows(state: dict[str, torch.Tensor]) -> tuple[str, int]:
+    for key in ("head.weight", "head.fc.weight", "fc.weight", "classifier.weight"):
+        if key in state:
+            return key, int(state[key].shape[0])
+    raise ModelError("the classifier checkpoint has no linear head (head.weight, head.fc.weight, "
+                     "fc.weight or classifier.weight)")
+
+
+def check_head(state: dict[str, torch.Tensor], classes: list[str], path, what: str) -> None:
+    key, rows = _head_rows(state)
+    if rows != len(classes):
+        raise ModelError(f"classifier {path}: its head {key} has {rows} outputs, but {what} lists "
+                         f"{len(classes)} classes; use the checkpoint trained on these classes "
+                         f"or list exactly its classes, in its order")
+
+
+def save_tiny(model: TinyConvNet, classes: list[str], path: str | Path, extra: dict) -> None:
+    meta = {"arch": TINY, "classes": json.dumps(classes),
+            "width": str(model.head.in_features // 4), **{k: str(v) for k, v in extra.items()}}
+    with atomic_path(path, ".safetensors") as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                  str(tmp), metadata=meta)
+
+
+def load(arch: str, path: str | Path, classes: list[str], what: str, key: str = "-",
+         image_size: int = 32, mean: float = 0.5, std: float = 0.5, device="cpu") -> Judge:
+    """A ``Judge`` for ``classes`` (named by the params key ``what`` in errors)."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"classifier checkpoint {path} not found (params {what.split('.')[0]}."
+                         f"classifiers); the tiny world trains it in the canvas_classifiers stage")
+    if arch == TINY:
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path))
+        check_head(state, classes, path, what)
+        saved = json.loads(meta.get("classes", "[]"))
+        if saved and saved != list(classes):
+            raise ModelError(f"classifier {path} was trained on classes {saved}, but {what} "
+                             f"lists {list(classes)}")
+        model = TinyConvNet(len(classes), int(meta.get("width", 32)))
+    else:
+        try:
+            import timm
+        except ImportError as exc:
+            raise ModelError(f"classifier arch {arch!r} needs timm") from exc
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # pickle / zip errors come in many types
+            raise ModelError(f"cannot read classifier checkpoint {path} with weights_only=True: "
+                             f"{exc}") from exc
+        if key != "-":
+            if not isinstance(state, dict) or key not in state:
+                raise ModelError(f"classifier checkpoint {path} has no key {key!r} (classifiers.key;"
+                                 f" '-' reads the file as the state dict)")
+            state = state[key]
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+        check_head(state, classes, path, what)
+        try:
+            model = timm.create_model(arch, pretrained=False, num_classes=len(classes))
+        except Exception as exc:
+            raise ModelError(f"timm has no architecture {arch!r}: {exc}") from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"classifier {path} does not fit arch {arch!r}: "
+                         f"{str(exc).splitlines()[0]}") from exc
+    return Judge(model.to(device).eval(), list(classes), image_size, mean, std)
+
+
+def split(labels_a: list[int], labels_b: list[int], val_fraction: float, seed: int
+          ) -> tuple[list[int], list[int]]:
+    """Train/validation indices, stratified by (style, object) cell so that every cell with two
+    or more images is in both; single-image cells are split as one pool."""
+    rng = np.random.default_rng(seed)
+    cells: dict[tuple[int, int], list[int]] = {}
+    for i, key in enumerate(zip(labels_a, labels_b)):
+        cells.setdefault(key, []).append(i)
+    train, val, single = [], [], []
+    for idx in cells.values():
+        if len(idx) == 1:
+            single += idx
+            continue
+        idx = [int(i) for i in rng.permutation(idx)]
+        k = int(round(val_fraction * len(idx)))
+        val += idx[:k]
+        train += idx[k:]
+    single = [int(i) for i in rng.permutation(single)]
+    k = int(round(val_fraction * len(single)))
+    return sorted(train + single[k:]), sorted(val + single[:k])
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator, blur: float) -> torch.Tensor:
+    """Shift by up to 2 px and blur by a random sigma: generated images are soft and off-centre."""
+    n, _, h, w = x.shape
+    pad = F.pad(x, (2, 2, 2, 2), mode="replicate")
+    dy, dx = (int(v) for v in torch.randint(0, 5, (2,), generator=gen))
+    x = pad[:, :, dy:dy + h, dx:dx + w]
+    if blur > 0:
+        sigma = float(torch.rand(1, generator=gen)) * blur
+        if sigma > 0.05:
+            r = max(1, int(3 * sigma))
+            k = torch.exp(-torch.arange(-r, r + 1).float() ** 2 / (2 * sigma ** 2))
+            k = (k / k.sum()).to(x.dtype)
+            x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(3, 1, 1, 1),
+                         groups=3)
+            x = F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).repeat(3, 1, 1, 1),
+                         groups=3)
+    return x
+
+
+def train_tiny(images01: torch.Tensor, labels: torch.Tensor, n_classes: int, *, width: int,
+               epochs: int, batch_size: int, lr: float, blur: float, seed: int, image_size: int,
+               mean: float = 0.5, std: float = 0.5, progress=lambda x, **k: x) -> TinyConvNet:
+    """AdamW with a cosine schedule on ``images01`` (already at ``image_size``)."""
+    if len(images01) < 2:
+        raise DataError("too few canvas images to train a classifier")
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = TinyConvNet(n_classes, width)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    steps = epochs * max(1, (len(images01) + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    model.train()
+    for _ in progress(range(epochs), desc="classifier epochs"):
+        order = torch.randperm(len(images01), generator=gen)
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            x = _augment(images01[idx], gen, blur * image_size / 64)
+            loss = F.cross_entropy(model((x - mean) / std), labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    return model.eval()
