@@ -79,7 +79,7 @@ def test_dvc_repro_runs_the_pipeline(tmp_path):
     assert all(0 <= v["top1"] <= 1 for v in metrics["zeroshot"].values())
     assert (repo / "models" / "tiny-clip.safetensors").stat().st_size > 0
     assert (repo / "plots" / "pretrain" / "history.png").stat().st_size > 0
-    assert "Data and pipelines are up to date" in _sh("dvc", "status", cwd=repo)
+    assert "Data and pipelines are up to date" in _sh("dvc", "status", "dvc.yaml", cwd=repo)
     shown = json.dumps(json.loads(_sh("dvc", "metrics", "show", "--json", cwd=repo)))
     for name in ("pretrain", "filter", "rank", "unlearn", "evaluate", "compare", "sd_train",
                  "sd_unlearn", "sd_evaluate"):
