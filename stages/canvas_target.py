@@ -97,7 +97,7 @@ def main(p: Params) -> None:
                                 s.images_per_prompt, s.retained_prompts, p.seed, e.steps,
                                 e.guidance, size)
         searches, chosen, grads, table = T.unlearn(
-            model, pipe, canvas, target, forget, retain, scorer,
+            model, pipe, forget, retain, scorer,
             batch_size=p.gradients.batch_size, exclude=p.gradients.exclude,
             signed=p.rank.alignment == "signed", fronts=s.fronts, rule=s.rule,
             target_score=s.target, max_evals=s.max_evals, scale0=p.unlearn.scale0,

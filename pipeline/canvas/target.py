@@ -134,10 +134,9 @@ def candidate_layers(model, grads, pipe, exclude, signed: bool, fronts: int, rul
     return L.select(rows, rule), rows
 
 
-def unlearn(model, pipe, canvas: Canvas, target: Target, forget: PairData, retain: PairData,
-            scorer, *, batch_size: int, exclude, signed: bool, fronts: int, rule: str,
+def unlearn(model, pipe, forget: PairData, retain: PairData, scorer, *, batch_size: int, exclude, signed: bool, fronts: int, rule: str,
             target_score: float, max_evals: int, scale0: float, progress=lambda x, **k: x):
-    """Gradients, ranking and step search; returns (searches, chosen, forget grads, table)."""
+    """Gradients, ranking and step search; returns (searches, chosen, gradients, ranked table)."""
     with text_tower_only(model):
         g = gradient_pass(model, forget, retain, batch_size)
     layers, table = candidate_layers(model, g, pipe, exclude, signed, fronts, rule)
