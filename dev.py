@@ -2,7 +2,7 @@
 """Set up the project and run its main job or its tests, on a machine with only python3 and git.
 
     python3 dev.py demo   # create .venv, install, run the whole DVC pipeline (dvc repro)
-    python3 dev.py test   # create .venv, install, run the test suite
+    python3 dev.py test   # create .venv, install, lint (ruff) and run the test suite
     python3 dev.py canvas # the UnlearnCanvas sweep: every style and object, then the table
 
 The virtual environment is (re)installed only when pyproject.toml changed since the last install.
@@ -45,9 +45,9 @@ def setup() -> None:
 
 
 def offline_plots() -> None:
-    """`dvc plots` pages that render without network (see pipeline/report/offline.py)."""
+    """`dvc plots` pages that render without network (see slug_cli/offline_plots.py)."""
     if not OFFLINE_TEMPLATE.exists():
-        sh(BIN / "python", "-m", "pipeline.report.offline", OFFLINE_TEMPLATE)
+        sh(BIN / "python", "-m", "slug_cli.offline_plots", OFFLINE_TEMPLATE)
 
 
 def env() -> dict:
@@ -68,6 +68,7 @@ def main(argv: list[str]) -> None:
     elif argv[0] == "canvas":
         sh(BIN / "dvc", "repro", "benchmarks/unlearncanvas/dvc.yaml", *argv[1:], env=env())
     elif argv[0] == "test":
+        sh(BIN / "ruff", "check", ".", env=env())  # dead code and unused imports never land
         sh(BIN / "python", "-m", "pytest", *argv[1:], env=env())
 
 

@@ -16,15 +16,13 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from pipeline import params as params_mod
-from pipeline.datasets.pairs import load_pairs
-from pipeline.datasets.shards import Shard
-from pipeline.models import build
+from pipeline.entry import build_model, eval_sets
+from pipeline.sets.build import load_split, read_concept
+from pipeline.unlearn import workflow as W
 from pipeline.unlearn.slug import edited
 from pipeline.unlearn.trials import TrialScorer
-from stages.unlearn import kinds_and_target
 
 OUT = Path("bench/results.json")
 
@@ -32,20 +30,20 @@ OUT = Path("bench/results.json")
 def main(repeats: int = 5) -> None:
     p = params_mod.load()
     torch.manual_seed(0)
-    b = build(p.model.name, p.model.pretrained, p.model.quick_gelu, p.model.precision, "cpu")
-    kinds, kind, idx = kinds_and_target(p)
-    sets = Path(p.sets.out)
-    forget = load_pairs([Shard(sets / "forget_search.tar")], b.preprocess, b.tokenizer)
-    retain = load_pairs([Shard(sets / "retain_val.tar")], b.preprocess, b.tokenizer)
-    grads = load_file(str(Path(p.gradients.out) / "forget_grads.safetensors"))
-    layers = [l for l in json.loads(Path("metrics/rank.json").read_text())["selected"] if l in grads]
+    b = build_model(p, device="cpu")
+    concept = read_concept(p.sets.out)
+    kinds = {k: (s.classnames, s.templates) for k, s in eval_sets(p).items()}
+    forget = load_split(p.sets.out, "forget_search", b.preprocess, b.tokenizer)
+    retain = load_split(p.sets.out, "retain_val", b.preprocess, b.tokenizer)
+    grads = W.read_grads(p.gradients.out)
+    layers = [x for x in W.read_selection(p.rank.out)["selected"] if x in grads]
     params = dict(b.model.named_parameters())
     rows = []
     for layer in layers:
         times = {}
         for mode in ("cached", "naive"):
-            scorer = TrialScorer(b.model, b.tokenizer, kinds, kind, idx, forget, retain,
-                                 cached=mode == "cached")
+            scorer = TrialScorer(b.model, b.tokenizer, kinds, concept, forget, retain,
+                                 p.unlearn.topk, cached=mode == "cached")
             scorer.prepare(layer)
             lam = 0.1 * float(params[layer].norm() / grads[layer].norm())
             ts = []
@@ -60,7 +58,7 @@ def main(repeats: int = 5) -> None:
         print(f"{layer:55s} cached {times['cached'] * 1e3:7.1f} ms  naive "
               f"{times['naive'] * 1e3:7.1f} ms  ratio {rows[-1]['ratio']:.2f}")
     mean = statistics.mean(r["ratio"] for r in rows)
-    OUT.write_text(json.dumps({"concept": p.concept, "threads": torch.get_num_threads(),
+    OUT.write_text(json.dumps({"concept": concept.label, "threads": torch.get_num_threads(),
                                "forget_images": len(forget.images),
                                "retain_val_pairs": len(retain.images), "repeats": repeats,
                                "layers": rows, "mean_ratio": mean}, indent=2) + "\n")

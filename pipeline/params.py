@@ -1,14 +1,19 @@
 """Typed, validated params: one dataclass per stage group of params.yaml.
 
-``load(path)`` checks every key before any heavy work starts. A bad value fails at once with a
-message that names the key and what is allowed, e.g.::
+``params.yaml`` is the only place a value lives. This module keeps what a value may be: its type,
+its range, its choices, and whether it names a file or folder (``path``; the dependency test
+requires such a param, where a stage reads it, to be a declared ``dvc.yaml`` dep or out).
+``load(path)`` checks every key before any heavy work starts; a bad or missing value fails at once
+with a message that names the key, e.g.::
 
     params.yaml: pretrain.lr must be a number > 0, got 'fast'
+    params.yaml: missing key unlearn.target (...)
 """
 
 from __future__ import annotations
 
 import dataclasses
+import string
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +23,15 @@ import yaml
 
 from .errors import ParamsError
 
+# The choices, each listed once; the library imports them from here.
 PRECISIONS = ("fp32", "fp16", "bf16", "amp", "amp_bf16")
+CONCEPT_KINDS = ("identity", "character", "object", "style")
+RULES = ("front", "deepest", "best_ratio")  # which layers of the Pareto front to search
+ALIGNMENTS = ("abs", "signed")
+MAX_FRONTS = 3  # the gradients stage stores the forget gradients of fronts 1..MAX_FRONTS
+BASELINE_METHODS = ("ft", "ga", "gaft", "salun_ref", "ssd")
+ITERATIVE_METHODS = ("ft", "ga", "gaft", "salun_ref")
+MIX_KINDS = ("identity", "character", "object", "style", "distractor")
 
 
 def _choice(*values):
@@ -29,202 +42,195 @@ def _range(lo=None, hi=None, lo_open=False):
     return {"range": (lo, hi, lo_open)}
 
 
+def _path():
+    return {"path": True}
+
+
 @dataclass
 class TinyWorldParams:
-    n_shards: int = field(default=4, metadata=_range(1))
-    samples_per_shard: int = field(default=10000, metadata=_range(10))
-    fail_rate: float = field(default=0.03, metadata=_range(0.0, 0.5))
-    mix: dict = field(default_factory=lambda: {"identity": 0.34, "character": 0.1, "object": 0.32,
-                                               "style": 0.22, "distractor": 0.02})
-    anonymous_rate: float = field(default=0.08, metadata=_range(0.0, 1.0))
-    celeba_per_identity: int = field(default=40, metadata=_range(1))
-    imagenet_per_class: int = field(default=50, metadata=_range(1))
-    characters_per_class: int = field(default=40, metadata=_range(1))
-    canvas_per_pair: int = field(default=10, metadata=_range(1))
-    holdout_samples: int = field(default=1000, metadata=_range(10))
-    jpeg_quality: int = field(default=90, metadata=_range(50, 100))
-    workers: int = field(default=2, metadata=_range(1))
-    out: str = "data/tiny"
+    """The embedded default's synthetic world (``tinyworld`` stage)."""
+    n_shards: int = field(metadata=_range(1))
+    samples_per_shard: int = field(metadata=_range(10))
+    fail_rate: float = field(metadata=_range(0.0, 0.5))
+    mix: dict
+    anonymous_rate: float = field(metadata=_range(0.0, 1.0))
+    celeba_per_identity: int = field(metadata=_range(1))
+    imagenet_per_class: int = field(metadata=_range(1))
+    characters_per_class: int = field(metadata=_range(1))
+    canvas_per_pair: int = field(metadata=_range(1))
+    holdout_samples: int = field(metadata=_range(10))
+    jpeg_quality: int = field(metadata=_range(50, 100))
+    workers: int = field(metadata=_range(1))
+    out: str = field(metadata=_path())
 
 
 @dataclass
 class DataParams:
-    shards: str = "data/tiny/laion"
-    celeba: str = "data/tiny/celeba"
-    imagenet: str = "data/tiny/imagenet"
-    characters: str = "data/tiny/characters"
-    unlearncanvas: str = "data/tiny/unlearncanvas"
-    nonmembers: str = "data/tiny/holdout"
+    shards: str = field(metadata=_path())
+    celeba: str = field(metadata=_path())
+    imagenet: str = field(metadata=_path())
+    characters: str = field(metadata=_path())
+    unlearncanvas: str = field(metadata=_path())
+    nonmembers: str = field(metadata=_path())
 
 
 @dataclass
 class ModelParams:
-    name: str = "tiny-clip"
-    pretrained: str = "models/tiny-clip.safetensors"
-    quick_gelu: bool = False
-    precision: str = field(default="fp32", metadata=_choice(*PRECISIONS))
+    name: str
+    pretrained: str = field(metadata=_path())
+    quick_gelu: bool
+    precision: str = field(metadata=_choice(*PRECISIONS))
 
 
 @dataclass
 class PretrainParams:
-    arch: str = "tiny-clip"
-    steps: int = field(default=1400, metadata=_range(1))
-    batch_size: int = field(default=128, metadata=_range(2))
-    lr: float = field(default=2e-3, metadata=_range(0.0, None, lo_open=True))
-    weight_decay: float = field(default=0.1, metadata=_range(0.0))
-    warmup: int = field(default=50, metadata=_range(0))
-    eval_every: int = field(default=200, metadata=_range(1))
-    augment_shift: int = field(default=2, metadata=_range(0))
-    out: str = "models/tiny-clip.safetensors"
+    arch: str
+    steps: int = field(metadata=_range(1))
+    batch_size: int = field(metadata=_range(2))
+    lr: float = field(metadata=_range(0.0, None, lo_open=True))
+    weight_decay: float = field(metadata=_range(0.0))
+    warmup: int = field(metadata=_range(0))
+    eval_every: int = field(metadata=_range(1))
+    augment_shift: int = field(metadata=_range(0))
+    out: str = field(metadata=_path())
 
 
 @dataclass
 class EvalTemplates:
-    identities: list = field(default_factory=lambda: ["a photo of {}.", "{}."])
-    characters: list = field(default_factory=lambda: ["a photo of {}.", "{} figure"])
-    objects: list = field(default_factory=lambda: [
-        "itap of a {}.", "a bad photo of the {}.", "a origami {}.", "a photo of the large {}.",
-        "a {} in a video game.", "art of the {}.", "a photo of the small {}."])
-    styles: list = field(default_factory=lambda: ["an image in {} style.", "{} art"])
+    identities: list
+    characters: list
+    objects: list
+    styles: list
 
 
 @dataclass
 class EvalParams:
-    templates: EvalTemplates = field(default_factory=EvalTemplates)
+    templates: EvalTemplates
 
 
 @dataclass
 class FilterParams:
-    aliases: list = field(default_factory=list, metadata={"empty_ok": True})
-    max_matches: int = field(default=1000, metadata=_range(2))
-    out: str = "data/filter/forget_index.csv"
+    aliases: list = field(metadata={"empty_ok": True})
+    max_matches: int = field(metadata=_range(2))
+    out: str = field(metadata=_path())
 
 
 @dataclass
 class SetsParams:
-    out: str = "data/sets"
-    test_fraction: float = field(default=0.5, metadata=_range(0.05, 0.95))
-    n_retain: int = field(default=1024, metadata=_range(2))
-    n_retain_val: int = field(default=512, metadata=_range(2))
-    n_nonmembers: int = field(default=512, metadata=_range(0))
+    out: str = field(metadata=_path())
+    test_fraction: float = field(metadata=_range(0.05, 0.95))
+    n_retain: int = field(metadata=_range(2))
+    n_retain_val: int = field(metadata=_range(2))
+    n_nonmembers: int = field(metadata=_range(0))
 
 
 @dataclass
 class GradientsParams:
-    batch_size: int = field(default=128, metadata=_range(2))
-    exclude: list = field(default_factory=lambda: ["bias", "logit_scale", "position",
-                                                   "embedding", "ln_"])
-    out: str = "data/grads"
+    batch_size: int = field(metadata=_range(2))
+    exclude: list
+    out: str = field(metadata=_path())
 
 
 @dataclass
 class RankParams:
-    rule: str = field(default="front", metadata=_choice("front", "deepest", "best_ratio"))
-    alignment: str = field(default="abs", metadata=_choice("abs", "signed"))
-    fronts: int = field(default=2, metadata=_range(1, 3))  # gradients stores fronts 1-3
+    rule: str = field(metadata=_choice(*RULES))
+    alignment: str = field(metadata=_choice(*ALIGNMENTS))
+    fronts: int = field(metadata=_range(1, MAX_FRONTS))
+    out: str = field(metadata=_path())
 
 
 @dataclass
 class UnlearnParams:
-    topk: int = field(default=1, metadata=_range(1))
-    target: float = field(default=0.01, metadata=_range(0.0, 1.0))
-    max_evals: int = field(default=10, metadata=_range(1, 50))
-    scale0: float = field(default=0.1, metadata=_range(0.0, None, lo_open=True))
-    out: str = "models/patch"
+    topk: int = field(metadata=_range(1))
+    target: float = field(metadata=_range(0.0, 1.0))
+    max_evals: int = field(metadata=_range(1, 50))
+    scale0: float = field(metadata=_range(0.0, None, lo_open=True))
+    out: str = field(metadata=_path())
+    trace: str = field(metadata=_path())
 
 
 @dataclass
 class BaselineLR:
-    """One learning rate per iterative method (the reference used 1e-7/1e-6 for every method on
-    pretrained ViT-B/32; see params.yaml for what moves the tiny CLIP)."""
-    ft: float = field(default=3e-5, metadata=_range(0.0, None, lo_open=True))
-    ga: float = field(default=3e-5, metadata=_range(0.0, None, lo_open=True))
-    gaft: float = field(default=3e-5, metadata=_range(0.0, None, lo_open=True))
-    salun_ref: float = field(default=3e-5, metadata=_range(0.0, None, lo_open=True))
+    """One learning rate per iterative method."""
+    ft: float = field(metadata=_range(0.0, None, lo_open=True))
+    ga: float = field(metadata=_range(0.0, None, lo_open=True))
+    gaft: float = field(metadata=_range(0.0, None, lo_open=True))
+    salun_ref: float = field(metadata=_range(0.0, None, lo_open=True))
 
 
 @dataclass
 class SSDParams:
-    alpha: float = field(default=10.0, metadata=_range(0.0, None, lo_open=True))
-    lam: float = field(default=1.0, metadata=_range(0.0, None, lo_open=True))
-    batch_size: int = field(default=1, metadata=_range(1))
-    max_evals: int = field(default=10, metadata=_range(1, 50))
-
-
-BASELINE_METHODS = ("ft", "ga", "gaft", "salun_ref", "ssd")
+    alpha: float = field(metadata=_range(0.0, None, lo_open=True))
+    lam: float = field(metadata=_range(0.0, None, lo_open=True))
+    batch_size: int = field(metadata=_range(1))
+    max_evals: int = field(metadata=_range(1, 50))
 
 
 @dataclass
 class BaselinesParams:
-    methods: list = field(default_factory=lambda: list(BASELINE_METHODS))
-    epochs: int = field(default=10, metadata=_range(1))
-    batch_size: int = field(default=32, metadata=_range(2))
-    weight_decay: float = field(default=0.1, metadata=_range(0.0))
-    checks_per_epoch: int = field(default=4, metadata=_range(1))
-    lr: BaselineLR = field(default_factory=BaselineLR)
-    salun_mask_fraction: float = field(default=0.5, metadata=_range(0.0, 1.0, lo_open=True))
-    ssd: SSDParams = field(default_factory=SSDParams)
-    out: str = "models/baselines"
+    methods: list = field(metadata={"each": BASELINE_METHODS})
+    epochs: int = field(metadata=_range(1))
+    batch_size: int = field(metadata=_range(2))
+    weight_decay: float = field(metadata=_range(0.0))
+    checks_per_epoch: int = field(metadata=_range(1))
+    lr: BaselineLR
+    salun_mask_fraction: float = field(metadata=_range(0.0, 1.0, lo_open=True))
+    ssd: SSDParams
+    out: str = field(metadata=_path())
 
 
 @dataclass
 class SDTrainParams:
     """The tiny text-to-image model (embedded default only)."""
-    out: str = "models/tiny-sd"
-    image_size: int = field(default=32, metadata=_range(8))
-    vae_width: int = field(default=16, metadata=_range(8))
-    unet_width: int = field(default=32, metadata=_range(16))
-    vae_steps: int = field(default=800, metadata=_range(1))
-    unet_steps: int = field(default=2500, metadata=_range(1))
-    batch_size: int = field(default=32, metadata=_range(2))
-    vae_lr: float = field(default=2e-3, metadata=_range(0.0, None, lo_open=True))
-    unet_lr: float = field(default=1e-3, metadata=_range(0.0, None, lo_open=True))
-    cond_drop: float = field(default=0.1, metadata=_range(0.0, 1.0))
+    out: str = field(metadata=_path())
+    image_size: int = field(metadata=_range(8))
+    vae_width: int = field(metadata=_range(8))
+    unet_width: int = field(metadata=_range(16))
+    vae_steps: int = field(metadata=_range(1))
+    unet_steps: int = field(metadata=_range(1))
+    batch_size: int = field(metadata=_range(2))
+    vae_lr: float = field(metadata=_range(0.0, None, lo_open=True))
+    unet_lr: float = field(metadata=_range(0.0, None, lo_open=True))
+    cond_drop: float = field(metadata=_range(0.0, 1.0))
 
 
 @dataclass
 class SDPromptTemplates:
-    identity: str = "a photo of {}."
-    character: str = "a photo of {}."
-    object: str = "a photo of a {}."
-    style: str = "an image in {} style."
+    identity: str
+    character: str
+    object: str
+    style: str
 
 
 @dataclass
 class SDEvaluateParams:
-    images_per_prompt: int = field(default=8, metadata=_range(1))
-    steps: int = field(default=20, metadata=_range(1))
-    guidance: float = field(default=4.0, metadata=_range(0.0))
-    retained_per_kind: int = field(default=4, metadata=_range(1))
-    judge_over: str = field(default="all", metadata=_choice("all", "kind"))
-    templates: SDPromptTemplates = field(default_factory=SDPromptTemplates)
-    grid_images: int = field(default=4, metadata=_range(1))
+    images_per_prompt: int = field(metadata=_range(1))
+    steps: int = field(metadata=_range(1))
+    guidance: float = field(metadata=_range(0.0))
+    retained_per_kind: int = field(metadata=_range(1))
+    judge_over: str = field(metadata=_choice("all", "kind"))
+    templates: SDPromptTemplates
+    grid_images: int = field(metadata=_range(1))
 
 
 @dataclass
 class SDSearchParams:
     """How sd_unlearn judges a step: by generations (search seeds, never the evaluation seeds) or,
     as the reference, by CLIP zero-shot on the forget-search split (then ``unlearn.target``)."""
-    judge: str = field(default="generations", metadata=_choice("generations", "clip"))
-    target_images: int = field(default=16, metadata=_range(1))
-    images_per_prompt: int = field(default=4, metadata=_range(1))
-    retained_per_kind: int = field(default=2, metadata=_range(1))
-    target: float = field(default=0.0, metadata=_range(0.0, 1.0))
+    judge: str = field(metadata=_choice("generations", "clip"))
+    target_images: int = field(metadata=_range(1))
+    images_per_prompt: int = field(metadata=_range(1))
+    retained_per_kind: int = field(metadata=_range(1))
+    target: float = field(metadata=_range(0.0, 1.0))
 
 
 @dataclass
 class SDParams:
-    pipeline: str = "models/tiny-sd"  # a diffusers pipeline folder (or a model id in the HF cache)
-    train: SDTrainParams = field(default_factory=SDTrainParams)
-    patch: str = "models/sd-patch"
-    search: SDSearchParams = field(default_factory=SDSearchParams)
-    evaluate: SDEvaluateParams = field(default_factory=SDEvaluateParams)
-
-
-TINY_STYLES = ["Cubism", "Mosaic", "Neon_Lines", "Pop_Art", "Sketch", "Ukiyoe", "Van_Gogh",
-               "Watercolor"]
-TINY_OBJECTS = ["Arrow", "Bar", "Bolt", "Circle", "Crescent", "Cross", "Diamond", "Heart",
-                "Hourglass", "Ring", "Star", "Triangle"]
+    pipeline: str = field(metadata=_path())  # a diffusers pipeline folder
+    train: SDTrainParams
+    patch: str = field(metadata=_path())
+    search: SDSearchParams
+    evaluate: SDEvaluateParams
 
 
 @dataclass
@@ -232,101 +238,99 @@ class CanvasClassifierParams:
     """The style and object judges. ``tiny-cnn``: trained by canvas_classifiers on the canvas;
     any other name: a timm architecture (UnlearnCanvas: vit_large_patch16_224) whose local
     checkpoint is loaded with ``weights_only=True``."""
-    arch: str = "tiny-cnn"
-    style: str = "models/canvas-classifiers/style.safetensors"
-    object: str = "models/canvas-classifiers/object.safetensors"
-    key: str = "model_state_dict"  # where a .pth checkpoint keeps its state dict ("-": top level)
-    image_size: int = field(default=32, metadata=_range(8))
-    mean: float = 0.5
-    std: float = field(default=0.5, metadata=_range(0.0, None, lo_open=True))
+    arch: str
+    style: str = field(metadata=_path())
+    object: str = field(metadata=_path())
+    key: str  # where a .pth checkpoint keeps its state dict ("-": top level)
+    image_size: int = field(metadata=_range(8))
+    mean: float
+    std: float = field(metadata=_range(0.0, None, lo_open=True))
 
 
 @dataclass
 class CanvasTrainParams:
     """The tiny classifiers (embedded default only)."""
-    width: int = field(default=32, metadata=_range(8))
-    epochs: int = field(default=25, metadata=_range(1))
-    batch_size: int = field(default=64, metadata=_range(2))
-    lr: float = field(default=2e-3, metadata=_range(0.0, None, lo_open=True))
-    val_fraction: float = field(default=0.2, metadata=_range(0.0, 0.9, lo_open=True))
-    blur: float = field(default=1.0, metadata=_range(0.0))
+    width: int = field(metadata=_range(8))
+    epochs: int = field(metadata=_range(1))
+    batch_size: int = field(metadata=_range(2))
+    lr: float = field(metadata=_range(0.0, None, lo_open=True))
+    val_fraction: float = field(metadata=_range(0.0, 0.9, lo_open=True))
+    blur: float = field(metadata=_range(0.0))
 
 
 @dataclass
 class CanvasFinetuneParams:
-    """The tiny generator fine-tuned on the canvas grid (embedded default only), as UnlearnCanvas
-    fine-tuned SD 1.5 on it."""
-    out: str = "models/tiny-sd-canvas"
-    steps: int = field(default=2000, metadata=_range(1))
-    batch_size: int = field(default=32, metadata=_range(2))
-    lr: float = field(default=1e-3, metadata=_range(0.0, None, lo_open=True))
+    """The tiny generator fine-tuned on the canvas grid (embedded default only)."""
+    out: str = field(metadata=_path())
+    steps: int = field(metadata=_range(1))
+    batch_size: int = field(metadata=_range(2))
+    lr: float = field(metadata=_range(0.0, None, lo_open=True))
 
 
 @dataclass
 class CanvasSearchParams:
     """The step search judges generations from *search* seeds, never the evaluation seeds."""
-    images_per_prompt: int = field(default=2, metadata=_range(1))
-    retained_prompts: int = field(default=24, metadata=_range(1))
-    target: float = field(default=0.1, metadata=_range(0.0, 1.0))
-    rule: str = field(default="front", metadata=_choice("front", "deepest", "best_ratio"))
-    fronts: int = field(default=1, metadata=_range(1))
-    max_evals: int = field(default=7, metadata=_range(1))
+    images_per_prompt: int = field(metadata=_range(1))
+    retained_prompts: int = field(metadata=_range(1))
+    target: float = field(metadata=_range(0.0, 1.0))
+    rule: str = field(metadata=_choice(*RULES))
+    fronts: int = field(metadata=_range(1))
+    max_evals: int = field(metadata=_range(1))
 
 
 @dataclass
 class CanvasEvaluateParams:
-    images_per_prompt: int = field(default=8, metadata=_range(1))
-    steps: int = field(default=10, metadata=_range(1))
-    guidance: float = field(default=4.0, metadata=_range(0.0))
+    images_per_prompt: int = field(metadata=_range(1))
+    steps: int = field(metadata=_range(1))
+    guidance: float = field(metadata=_range(0.0))
 
 
 @dataclass
 class CanvasParams:
-    pipeline: str = "models/tiny-sd-canvas"
-    styles: list = field(default_factory=lambda: list(TINY_STYLES))
-    objects: list = field(default_factory=lambda: list(TINY_OBJECTS))
-    prompt: str = "A {object} image in {style} style."
-    forget_captions: str = field(default="name", metadata=_choice("name", "prompt"))
-    n_retain: int = field(default=512, metadata=_range(2))
-    sets: str = "data/canvas/tars"
-    classifiers: CanvasClassifierParams = field(default_factory=CanvasClassifierParams)
-    train: CanvasTrainParams = field(default_factory=CanvasTrainParams)
-    finetune: CanvasFinetuneParams = field(default_factory=CanvasFinetuneParams)
-    search: CanvasSearchParams = field(default_factory=CanvasSearchParams)
-    evaluate: CanvasEvaluateParams = field(default_factory=CanvasEvaluateParams)
-    base: str = "data/canvas/base"
-    patch: str = "models/canvas-patch"
-    out: str = "results/unlearncanvas"
+    pipeline: str = field(metadata=_path())
+    styles: list
+    objects: list
+    prompt: str
+    forget_captions: str = field(metadata=_choice("name", "prompt"))
+    n_retain: int = field(metadata=_range(2))
+    sets: str = field(metadata=_path())
+    classifiers: CanvasClassifierParams
+    train: CanvasTrainParams
+    finetune: CanvasFinetuneParams
+    search: CanvasSearchParams
+    evaluate: CanvasEvaluateParams
+    base: str = field(metadata=_path())
+    patch: str = field(metadata=_path())
+    out: str = field(metadata=_path())
 
 
 @dataclass
 class EvaluateParams:
-    frequent: int = field(default=100, metadata=_range(1))
-    mia_seeds: int = field(default=10, metadata=_range(1))
-    matrix_images_per_class: int = field(default=4, metadata=_range(1))
+    frequent: int = field(metadata=_range(1))
+    mia_seeds: int = field(metadata=_range(1))
+    matrix_images_per_class: int = field(metadata=_range(1))
 
 
 @dataclass
 class Params:
-    concept: str = "Elon Musk"
-    concept_kind: str = field(default="auto", metadata=_choice("auto", "identity", "character",
-                                                                "object", "style"))
-    seed: int = field(default=0, metadata=_range(0))
-    device: str = "auto"
-    data: DataParams = field(default_factory=DataParams)
-    tinyworld: TinyWorldParams = field(default_factory=TinyWorldParams)
-    model: ModelParams = field(default_factory=ModelParams)
-    pretrain: PretrainParams = field(default_factory=PretrainParams)
-    eval: EvalParams = field(default_factory=EvalParams)
-    filter: FilterParams = field(default_factory=FilterParams)
-    sets: SetsParams = field(default_factory=SetsParams)
-    gradients: GradientsParams = field(default_factory=GradientsParams)
-    rank: RankParams = field(default_factory=RankParams)
-    unlearn: UnlearnParams = field(default_factory=UnlearnParams)
-    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
-    baselines: BaselinesParams = field(default_factory=BaselinesParams)
-    sd: SDParams = field(default_factory=SDParams)
-    canvas: CanvasParams = field(default_factory=CanvasParams)
+    concept: str
+    concept_kind: str = field(metadata=_choice("auto", *CONCEPT_KINDS))
+    seed: int = field(metadata=_range(0))
+    device: str
+    data: DataParams
+    tinyworld: TinyWorldParams
+    model: ModelParams
+    pretrain: PretrainParams
+    eval: EvalParams
+    filter: FilterParams
+    sets: SetsParams
+    gradients: GradientsParams
+    rank: RankParams
+    unlearn: UnlearnParams
+    evaluate: EvaluateParams
+    baselines: BaselinesParams
+    sd: SDParams
+    canvas: CanvasParams
 
 
 def _fail(key: str, msg: str, value: Any) -> typing.NoReturn:
@@ -361,6 +365,9 @@ def _convert(key: str, tp, value: Any, meta: dict):
             _fail(key, "must be a mapping", value)
     if "choices" in meta and value not in meta["choices"]:
         _fail(key, f"must be one of {', '.join(map(str, meta['choices']))}", value)
+    for v in value if "each" in meta else ():
+        if v not in meta["each"]:
+            _fail(key, f"must hold names from {', '.join(meta['each'])}", v)
     if "range" in meta:
         lo, hi, lo_open = meta["range"]
         if lo is not None and (value < lo or (lo_open and value == lo)):
@@ -372,25 +379,32 @@ def _convert(key: str, tp, value: Any, meta: dict):
 
 def _build(cls, raw: dict, prefix: str = ""):
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - known)
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(known))
     if unknown:
         raise ParamsError(f"params.yaml: unknown key {prefix}{unknown[0]}; allowed under "
                           f"{prefix.rstrip('.') or 'the top level'}: {', '.join(sorted(known))}")
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name in raw:
-            kwargs[f.name] = _convert(prefix + f.name, hints[f.name], raw[f.name], dict(f.metadata))
-    return cls(**kwargs)
+    missing = [k for k in known if k not in raw]
+    if missing:
+        raise ParamsError(f"params.yaml: missing key {prefix}{missing[0]} (every value lives in "
+                          f"params.yaml; copy it from the repository's params.yaml)")
+    return cls(**{f.name: _convert(prefix + f.name, hints[f.name], raw[f.name], dict(f.metadata))
+                  for f in dataclasses.fields(cls)})
 
 
 def _validate_mix(p: Params) -> None:
-    kinds = ("identity", "character", "object", "style", "distractor")
     mix = p.tinyworld.mix
-    if set(mix) != set(kinds):
-        _fail("tinyworld.mix", f"must have exactly the keys {', '.join(kinds)}", mix)
+    if set(mix) != set(MIX_KINDS):
+        _fail("tinyworld.mix", f"must have exactly the keys {', '.join(MIX_KINDS)}", mix)
     if any(not isinstance(v, (int, float)) or v < 0 for v in mix.values()) or not sum(mix.values()):
         _fail("tinyworld.mix", "must hold non-negative weights with a positive sum", mix)
+
+
+def _fields(template: str) -> list[str]:
+    try:
+        return [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError:
+        return []
 
 
 def from_dict(raw: dict) -> Params:
@@ -398,13 +412,10 @@ def from_dict(raw: dict) -> Params:
         raise ParamsError("params.yaml must be a mapping of stage groups")
     p = _build(Params, raw)
     _validate_mix(p)
-    for m in p.baselines.methods:
-        if m not in BASELINE_METHODS:
-            _fail("baselines.methods", f"must hold names from {', '.join(BASELINE_METHODS)}", m)
     for key in ("vae_width", "unet_width"):
         if getattr(p.sd.train, key) % 8:
             _fail(f"sd.train.{key}", "must be a multiple of 8 (group norm)", getattr(p.sd.train, key))
-    for kind in ("identity", "character", "object", "style"):
+    for kind in CONCEPT_KINDS:
         t = getattr(p.sd.evaluate.templates, kind)
         if t.count("{}") != 1:
             _fail(f"sd.evaluate.templates.{kind}", "must hold exactly one '{}'", t)
@@ -416,15 +427,6 @@ def from_dict(raw: dict) -> Params:
         _fail("canvas.prompt", "must hold exactly one '{object}' and one '{style}'",
               p.canvas.prompt)
     return p
-
-
-def _fields(template: str) -> list[str]:
-    import string
-
-    try:
-        return [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
-    except ValueError:
-        return []
 
 
 def load(path: str | Path = "params.yaml") -> Params:
@@ -440,3 +442,16 @@ def load(path: str | Path = "params.yaml") -> Params:
 
 def to_dict(p) -> dict:
     return dataclasses.asdict(p)
+
+
+def path_keys(cls=None, prefix: str = "") -> list[str]:
+    """Every key whose value names a file or folder (``path`` in its metadata)."""
+    cls = cls or Params
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out += path_keys(hints[f.name], f"{prefix}{f.name}.")
+        elif f.metadata.get("path"):
+            out.append(prefix + f.name)
+    return out

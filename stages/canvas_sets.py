@@ -3,15 +3,10 @@ its styles), captioned with the benchmark prompt."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pipeline.canvas import data as canvas_data
+from pipeline.entry import metrics_path, run
 from pipeline.io import atomic_dir, write_json
 from pipeline.params import Params
-
-from ._common import run
-
-METRICS = Path("metrics/canvas_sets.json")
 
 
 def main(p: Params) -> None:
@@ -19,8 +14,9 @@ def main(p: Params) -> None:
     canvas = canvas_data.load(p.data.unlearncanvas, c.styles, c.objects)
     with atomic_dir(c.sets) as tmp:
         counts = canvas_data.write_forget_tars(canvas, c.prompt, tmp)
-    write_json(METRICS, {"styles": len(canvas.styles), "objects": len(canvas.objects),
-                         "images": len(canvas.items), "pairs_per_tar": counts})
+    write_json(metrics_path("canvas_sets"), {"styles": len(canvas.styles),
+                                             "objects": len(canvas.objects),
+                                             "images": len(canvas.items), "pairs_per_tar": counts})
     print(f"canvas_sets: {len(counts)} tars from {len(canvas.items)} images")
 
 

@@ -1,54 +1,38 @@
 """Stage table of the UnlearnCanvas sweep: every target's metrics averaged over styles and over
-objects (metrics/unlearncanvas.json, in percent as the benchmark reports) and the figure."""
+objects (in percent, as the benchmark reports them) and the figure."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 
-from pipeline.canvas import report
+from pipeline.canvas import classifiers as C
+from pipeline.canvas import protocol, report
+from pipeline.entry import metrics_path, plots_dir, run
 from pipeline.errors import DataError
-from pipeline.io import write_json, write_text
+from pipeline.io import write_csv, write_json
 from pipeline.params import Params
-
-from ._common import run
-
-METRICS = Path("metrics/unlearncanvas.json")
-PLOTS = Path("plots/unlearncanvas")
 
 
 def main(p: Params) -> None:
     c = p.canvas
-    results, missing = [], []
-    for kind, names in (("style", c.styles), ("object", c.objects)):
-        for name in names:
-            path = Path(c.out) / kind / name / "metrics.json"
-            if not path.exists():
-                missing.append(f"{kind}@{name}")
-                continue
-            results.append(json.loads(path.read_text()))
-    if missing:
+    paths = {f"{kind}@{name}": Path(c.out) / kind / name / "metrics.json"
+             for kind, names in (("style", c.styles), ("object", c.objects)) for name in names}
+    if missing := [k for k, path in paths.items() if not path.exists()]:
         raise DataError(f"no result for {', '.join(missing)}; run dvc repro "
                         f"benchmarks/unlearncanvas/dvc.yaml")
+    results = [json.loads(path.read_text()) for path in paths.values()]
     tab = report.table(results)
-    classifiers = json.loads(Path("metrics/canvas_classifiers.json").read_text()) \
-        if Path("metrics/canvas_classifiers.json").exists() else None
-    base = json.loads(Path("metrics/canvas_base.json").read_text())
-    write_json(METRICS, {**tab, "ceiling_whole_grid": base["ceiling"],
-                         "classifiers_on_real_canvas": None if classifiers is None else
-                         {k: classifiers[k]["val_accuracy"] for k in ("style", "object")},
-                         "published_slug_sd15": report.PUBLISHED_SLUG,
-                         "note": "tiny world: a 7 M-parameter CLIP text tower in a 32 px generator; "
-                                 "not comparable with the published SD 1.5 numbers"})
-    rows = report.rows_csv(results)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
-    write_text(PLOTS / "targets.csv", buf.getvalue())
-    report.plot(results, tab, PLOTS / "table.png")
+    accuracy = {k: C.val_accuracy(getattr(c.classifiers, k)) for k in ("style", "object")}
+    write_json(metrics_path("unlearncanvas"), {
+        **tab, "ceiling_whole_grid": protocol.read_ceiling(c.base),
+        "classifiers_on_real_canvas": accuracy if None not in accuracy.values() else None,
+        "published_slug_sd15": report.PUBLISHED_SLUG,
+        "note": "tiny world: a 7 M-parameter CLIP text tower in a 32 px generator; not "
+                "comparable with the published SD 1.5 numbers"})
+    plots = plots_dir("unlearncanvas")
+    write_csv(plots / "targets.csv", report.rows_csv(results))
+    report.plot(results, tab, plots / "table.png")
     for kind in ("style", "object"):
         if kind in tab:
             t = tab[kind]
@@ -58,4 +42,4 @@ def main(p: Params) -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, name="unlearncanvas")

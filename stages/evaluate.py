@@ -1,74 +1,54 @@
-"""Stage evaluate: held-out metrics before and after the patch, MIA, cosine-similarity figures."""
+"""Stage evaluate: held-out metrics before and after the patch, MIA, cosine-similarity figures;
+the naive max-importance layer at its searched step, side by side."""
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
-from pipeline.evaluate.unlearning import EvalInputs, cosine_matrix, evaluate
+from pipeline.entry import metrics_path, plots_dir, run
+from pipeline.evaluate import unlearning as E
+from pipeline.evaluate.sets import standard_sets
+from pipeline.evaluate.unlearning import eval_inputs
 from pipeline.io import write_json
-from pipeline.models import build
+from pipeline.models.factory import from_params
 from pipeline.params import Params
 from pipeline.report.figures import plot_cosine
+from pipeline.sets.build import read_concept
 from pipeline.unlearn import patch as patch_mod
-from pipeline.unlearn.slug import edited
-
-from ._common import eval_inputs, run
-
-METRICS = Path("metrics/evaluate.json")
-FIGURE = Path("plots/evaluate/cosine.png")
-
-
-def _naive(p: Params, model, tokenizer, x: EvalInputs) -> dict | None:
-    """Held-out metrics of the layer a max-importance rule picks, at its searched step (the
-    side-by-side that shows why SLUG ranks layers by alignment too)."""
-    info = json.loads(Path("metrics/unlearn.json").read_text()).get("naive") or {}
-    if not info.get("reached_target"):
-        return None
-    grads = load_file(str(Path(p.gradients.out) / "forget_grads.safetensors"))
-    param = dict(model.named_parameters())[info["layer"]]
-    with edited(param, grads[info["layer"]], info["lambda"]):
-        res = evaluate(model, tokenizer, x, p.evaluate.mia_seeds)
-    return {"layer": info["layer"], "lambda": info["lambda"], "after": res}
+from pipeline.unlearn import workflow as W
 
 
 def main(p: Params) -> None:
     torch.manual_seed(p.seed)
-    m = p.model
-    bundle = build(m.name, m.pretrained, m.quick_gelu, m.precision, p.device)
+    bundle = from_params(p.model, p.device)
+    model, tok, e = bundle.model, bundle.tokenizer, p.evaluate
     patch = patch_mod.load(p.unlearn.out)
-    patch_mod.check_base(bundle.model, patch)  # before any heavy work
+    patch_mod.check_base(model, patch)  # before any heavy work
+    concept = read_concept(p.sets.out)
     start = time.time()
-    x = eval_inputs(p, bundle)
-    sets, images, kind = x.sets, x.images, x.kind
-
-    before = evaluate(bundle.model, bundle.tokenizer, x, p.evaluate.mia_seeds)
-    mat_before, rows = cosine_matrix(bundle.model, bundle.tokenizer, sets[kind], images[kind],
-                                     p.evaluate.matrix_images_per_class)
-    originals = patch_mod.apply(bundle.model, patch)
-    after = evaluate(bundle.model, bundle.tokenizer, x, p.evaluate.mia_seeds)
-    mat_after, _ = cosine_matrix(bundle.model, bundle.tokenizer, sets[kind], images[kind],
-                                 p.evaluate.matrix_images_per_class)
-    patch_mod.revert(bundle.model, originals)
-    naive = _naive(p, bundle.model, bundle.tokenizer, x)
-    plot_cosine(mat_before, mat_after, rows, sets[kind].classnames, p.concept, FIGURE)
-
-    def delta(a, b):
-        return {k: (delta(a[k], b[k]) if isinstance(a[k], dict) else
-                    (None if a[k] is None else b[k] - a[k])) for k in a}
-
-    write_json(METRICS, {"concept": p.concept, "kind": kind, "layer": patch.manifest["layers"],
-                         "before": before, "after": after, "delta": delta(before, after),
-                         "naive_max_importance": naive,
-                         "time_s": round(time.time() - start, 2)})
-    f, c, i = after["forget"]["top1"], after["celeba"]["top1"], after["imagenet"]["top1"]
-    print(f"evaluate: forget top-1 {before['forget']['top1']:.3f} -> {f:.3f}, celeba retain "
-          f"{before['celeba']['top1']:.3f} -> {c:.3f}, imagenet {before['imagenet']['top1']:.3f} "
-          f"-> {i:.3f}")
+    d = p.data
+    x = eval_inputs(standard_sets(d.celeba, d.characters, d.imagenet, d.unlearncanvas,
+                                  p.eval.templates), bundle, concept, p.sets.out,
+                    p.sets.n_nonmembers > 0, d.celeba, e.frequent)
+    ba = E.before_after(model, tok, x, patch, e.mia_seeds, e.matrix_images_per_class)
+    naive = W.read_trace(p.unlearn.trace)["naive"]
+    if naive["reached_target"]:
+        grad = W.read_grads(p.gradients.out)[naive["layer"]]
+        naive = {"layer": naive["layer"], "lambda": naive["lambda"], "after": E.with_edit(
+            model, tok, x, naive["layer"], grad, naive["lambda"], e.mia_seeds)}
+    plot_cosine(ba.matrix_before, ba.matrix_after, ba.matrix_rows,
+                x.sets[concept.kind].classnames, concept.label, plots_dir("evaluate") / "cosine.png")
+    write_json(metrics_path("evaluate"), {
+        "concept": concept.label, "kind": concept.kind, "layer": patch.manifest["layers"],
+        "before": ba.before, "after": ba.after, "delta": E.delta(ba.before, ba.after),
+        "naive_max_importance": naive if naive.get("after") else None,
+        "time_s": round(time.time() - start, 2)})
+    b, a = ba.before, ba.after
+    print(f"evaluate: forget top-1 {b['forget']['top1']:.3f} -> {a['forget']['top1']:.3f}, celeba "
+          f"retain {b['celeba']['top1']:.3f} -> {a['celeba']['top1']:.3f}, imagenet "
+          f"{b['imagenet']['top1']:.3f} -> {a['imagenet']['top1']:.3f}")
 
 
 if __name__ == "__main__":

@@ -3,11 +3,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.tinyworld.generate import WorldConfig, generate
+from pipeline.tinyworld.generate import generate
 
-MICRO = WorldConfig(seed=7, n_shards=2, samples_per_shard=80, celeba_per_identity=2,
-                    holdout_samples=40,
-                    imagenet_per_class=2, characters_per_class=2, canvas_per_pair=1, workers=1)
+from .helpers import world_config
+
+MICRO = world_config(seed=7, n_shards=2, samples_per_shard=80, celeba_per_identity=2,
+                     holdout_samples=40, imagenet_per_class=2, characters_per_class=2,
+                     canvas_per_pair=1, workers=1)
 
 
 @pytest.fixture(scope="session")

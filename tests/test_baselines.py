@@ -1,16 +1,31 @@
 """The baselines: SSD's rule on hand-made importances, the saliency mask, the stop rule, and each
 method moving the forget pairs' cosine the right way on a micro problem."""
 
+import dataclasses
+
 import open_clip
 import pytest
 import torch
 
 from pipeline.datasets.pairs import PairData
 from pipeline.datasets.shards import ReadReport
-from pipeline.models import build
-from pipeline.unlearn.baselines import BaselineData, StopRule, run_method
-from pipeline.unlearn.baselines import iterative, ssd
+from pipeline.models.factory import build
+from pipeline.unlearn.baselines import (
+    BaselineData,
+    StopRule,
+    iterative,
+    run_method,
+    ssd,
+)
+from pipeline.unlearn.compare import baseline_settings
 from pipeline.unlearn.losses import paired_cosine, retain_loss
+
+from .helpers import make_params
+
+
+def _settings(method: str, **over):
+    """A baseline's settings from params.yaml, with the test's changes."""
+    return dataclasses.replace(baseline_settings(make_params().baselines, method, 0), **over)
 
 
 def test_ssd_dampening_on_hand_made_importances():
@@ -87,7 +102,7 @@ def micro():
 def test_stop_rule_stops_training_at_the_first_passing_check(micro):
     model = build("tiny-clip").model
     rule = StopRule(ScriptedScorer([0.9, 0.5, 0.01, 0.0]), target=0.02)
-    cfg = iterative.IterativeConfig(lr=1e-4, epochs=10, batch_size=8, checks_per_epoch=2)
+    cfg = _settings("ga", lr=1e-4, epochs=10, batch_size=8, checks_per_epoch=2)
     out = run_method("ga", model, micro, cfg, rule)
     # GA over 16 pairs in batches of 8: 2 steps per epoch, a check after each step
     assert out.reached and len(out.checks) == 3 and out.steps == 3 and out.epochs == 1.5
@@ -97,7 +112,7 @@ def test_stop_rule_stops_training_at_the_first_passing_check(micro):
 def test_stop_rule_runs_out_of_epochs_without_reaching(micro):
     model = build("tiny-clip").model
     rule = StopRule(ScriptedScorer([0.9]), target=0.02)
-    cfg = iterative.IterativeConfig(lr=1e-4, epochs=3, batch_size=16, checks_per_epoch=1)
+    cfg = _settings("ft", lr=1e-4, epochs=3, batch_size=16, checks_per_epoch=1)
     out = run_method("ft", model, micro, cfg, rule)
     assert not out.reached and out.time_to_forget_s is None
     assert len(out.checks) == 3 and out.epochs == 3 and out.steps == 6  # 32 retain / 16
@@ -132,9 +147,9 @@ def test_each_baseline_moves_its_metric_the_right_way(micro, method):
     rl_before = _retain_loss(model, micro)
     target = before - 0.05
     if method == "ssd":
-        cfg = ssd.SSDConfig(alpha=10.0, batch_size=1, max_evals=6)
+        cfg = _settings("ssd", alpha=10.0, batch_size=1, max_evals=6)
     else:
-        cfg = iterative.IterativeConfig(lr=1e-3, epochs=3, batch_size=8)
+        cfg = _settings(method, lr=1e-3, epochs=3, batch_size=8, checks_per_epoch=1)
     out = run_method(method, model, micro, cfg, StopRule(scorer, target))
     after, _, _ = scorer.score()
     changed = {k for k, p in model.named_parameters() if not torch.equal(p, base[k])}

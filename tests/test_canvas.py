@@ -13,8 +13,12 @@ from pipeline.canvas import classifiers as C
 from pipeline.canvas import data as D
 from pipeline.canvas import protocol as P
 from pipeline.canvas.target import interleave
+from pipeline.canvas.training import split
 from pipeline.errors import DataError, ModelError
-from pipeline.params import TINY_OBJECTS, TINY_STYLES
+
+from .helpers import make_params
+
+TINY_STYLES, TINY_OBJECTS = make_params().canvas.styles, make_params().canvas.objects
 
 TEMPLATE = "A {object} image in {style} style."
 
@@ -113,8 +117,8 @@ def test_corrupt_tiny_checkpoint_names_the_file(tmp_path):
 def test_split_is_stratified_and_handles_single_image_cells():
     styles = [0] * 10 + [1] * 10 + [0, 1, 0, 1]
     objects = [0] * 10 + [0] * 10 + [1, 1, 2, 2]
-    train, val = C.split(styles, objects, 0.2, seed=0)
+    train, val = split(styles, objects, 0.2, seed=0)
     assert sorted(train + val) == list(range(24)) and not set(train) & set(val)
     assert sum(i < 10 for i in val) == 2 and sum(10 <= i < 20 for i in val) == 2
     assert sum(i >= 20 for i in val) == 1  # the four one-image cells, pooled: 20 % of 4
-    assert C.split(styles, objects, 0.2, seed=0) == (train, val)
+    assert split(styles, objects, 0.2, seed=0) == (train, val)

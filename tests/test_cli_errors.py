@@ -5,14 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+from .helpers import write_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(args, params: dict, tmp_path):
-    pfile = tmp_path / "params.yaml"
-    pfile.write_text(yaml.safe_dump(params))
+    pfile = write_params(tmp_path / "params.yaml", params)
     env = {**os.environ, "SLUG_PARAMS": str(pfile)}
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
@@ -38,17 +37,17 @@ def test_stage_with_bad_param(tmp_path):
 
 
 def test_cli_unknown_architecture(tmp_path):
-    pfile = tmp_path / "p.yaml"
-    pfile.write_text(yaml.safe_dump({"model": {"name": "ViT-Nope", "pretrained": "x.safetensors"}}))
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "model", "--file", str(pfile)],
+    pfile = write_params(tmp_path / "p.yaml",
+                         {"model": {"name": "ViT-Nope", "pretrained": "x.safetensors"}})
+    proc = subprocess.run([sys.executable, "-m", "slug_cli", "model", "--file", str(pfile)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     _one_line_error(proc, "unknown architecture 'ViT-Nope'")
 
 
 def test_cli_missing_pretrained(tmp_path):
-    pfile = tmp_path / "p.yaml"
-    pfile.write_text(yaml.safe_dump({"model": {"pretrained": str(tmp_path / "none.safetensors")}}))
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "model", "--file", str(pfile)],
+    pfile = write_params(tmp_path / "p.yaml",
+                         {"model": {"pretrained": str(tmp_path / "none.safetensors")}})
+    proc = subprocess.run([sys.executable, "-m", "slug_cli", "model", "--file", str(pfile)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     _one_line_error(proc, "none.safetensors does not exist")
 
@@ -57,7 +56,8 @@ def test_cli_export_round_trip_and_refusal(tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from pipeline.models import build, state_dict_hash
+    from pipeline.models.factory import build
+    from pipeline.models.structure import state_dict_hash
     from pipeline.unlearn import patch as P
 
     torch.manual_seed(0)
@@ -68,10 +68,9 @@ def test_cli_export_round_trip_and_refusal(tmp_path):
     good = P.Patch({"visual.proj": new}, {"base_model_sha256": state_dict_hash(base.model),
                                           "layers": ["visual.proj"]})
     P.save(good, tmp_path / "good")
-    pfile = tmp_path / "p.yaml"
-    pfile.write_text(yaml.safe_dump({"model": {"pretrained": str(ckpt)}}))
+    pfile = write_params(tmp_path / "p.yaml", {"model": {"pretrained": str(ckpt)}})
     out = tmp_path / "unlearned.safetensors"
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "export", "--file", str(pfile),
+    proc = subprocess.run([sys.executable, "-m", "slug_cli", "export", "--file", str(pfile),
                            "--patch", str(tmp_path / "good"), "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -82,7 +81,7 @@ def test_cli_export_round_trip_and_refusal(tmp_path):
 
     bad = P.Patch(good.tensors, {**good.manifest, "base_model_sha256": "f" * 64})
     P.save(bad, tmp_path / "bad")
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "export", "--file", str(pfile),
+    proc = subprocess.run([sys.executable, "-m", "slug_cli", "export", "--file", str(pfile),
                            "--patch", str(tmp_path / "bad"), "--out", str(tmp_path / "x.st")],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     _one_line_error(proc, "made for base model ffffffffffff")
@@ -90,19 +89,19 @@ def test_cli_export_round_trip_and_refusal(tmp_path):
 
 
 def test_sd_export_to_a_folder_that_is_not_a_pipeline(tmp_path):
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     (tmp_path / "not-a-pipeline").mkdir()
     (tmp_path / "patch").mkdir()
     save_file({"x": torch.zeros(1)}, str(tmp_path / "patch" / "text_encoder_patch.safetensors"))
-    proc = _run(["-m", "pipeline.cli", "export-sd", "--file", str(tmp_path / "params.yaml"),
+    proc = _run(["-m", "slug_cli", "export-sd", "--file", str(tmp_path / "params.yaml"),
                  "--patch", str(tmp_path / "patch"), "--pipeline",
                  str(tmp_path / "not-a-pipeline")], {}, tmp_path)
     _one_line_error(proc, "is not a diffusers pipeline folder")
 
 
 def test_sd_export_without_a_patch(tmp_path):
-    proc = _run(["-m", "pipeline.cli", "export-sd", "--file", str(tmp_path / "params.yaml"),
+    proc = _run(["-m", "slug_cli", "export-sd", "--file", str(tmp_path / "params.yaml"),
                  "--patch", str(tmp_path / "no-patch")], {}, tmp_path)
     _one_line_error(proc, "text_encoder_patch.safetensors is missing")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
+
+from .helpers import merge, write_params
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -33,13 +34,6 @@ MICRO_PARAMS = {
 }
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-    return out
-
-
 def _sh(*cmd, cwd):
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
@@ -52,17 +46,15 @@ def _sh(*cmd, cwd):
 def _micro_repo(tmp_path, **over):
     repo = tmp_path / "repo"
     repo.mkdir()
-    for item in ("dvc.yaml", "pipeline", "stages", ".dvc/config", ".dvcignore", ".gitignore",
-                 "benchmarks"):
+    for item in ("dvc.yaml", "pipeline", "stages", "slug_cli", ".dvc/config", ".dvcignore",
+                 ".gitignore", "benchmarks"):
         src = ROOT / item
         if src.is_dir():
             shutil.copytree(src, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
         elif src.exists():
             (repo / item).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, repo / item)
-    params = _merge(_merge(yaml.safe_load((ROOT / "params.yaml").read_text()), MICRO_PARAMS),
-                    over)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_params(repo / "params.yaml", merge(MICRO_PARAMS, over))
     _sh("git", "init", "-q", cwd=repo)
     _sh("git", "add", "-A", cwd=repo)
     _sh("git", "commit", "-qm", "micro", cwd=repo)
@@ -103,7 +95,7 @@ def test_dvc_repro_runs_the_pipeline(tmp_path):
     assert json.loads((repo / "metrics" / "sd_unlearn.json").read_text())[
         "mapping_max_abs_error"]["after"] < 1e-4
     assert (repo / "plots" / "sd" / "grid.png").stat().st_size > 0
-    _sh(str(BIN / "python"), "-m", "pipeline.cli", "export-sd", "--out", "models/forgot", cwd=repo)
+    _sh(str(BIN / "python"), "-m", "slug_cli", "export-sd", "--out", "models/forgot", cwd=repo)
     from diffusers import StableDiffusionPipeline
 
     base = StableDiffusionPipeline.from_pretrained(str(repo / "models" / "tiny-sd"))
@@ -133,8 +125,8 @@ def test_unlearncanvas_sweep_and_same_seeds_same_numbers(tmp_path):
     assert 0 <= clf["style"]["val_accuracy"] <= 1
 
     first = json.loads((repo / "results/unlearncanvas/style/Van_Gogh/metrics.json").read_text())
-    _sh(str(BIN / "python"), "-m", "stages.canvas_target", "--target", "Van_Gogh", "--out",
-        "rerun", cwd=repo)
+    _sh(str(BIN / "python"), "-m", "stages.canvas", "--target", "Van_Gogh", "--patch",
+        "rerun/patch", "--metrics", "rerun/metrics.json", cwd=repo)
     again = json.loads((repo / "rerun" / "metrics.json").read_text())
     for key in ("UA", "IRA", "CRA", "layer", "lambda", "before", "after", "search"):
         assert again[key] == first[key], key
@@ -142,6 +134,7 @@ def test_unlearncanvas_sweep_and_same_seeds_same_numbers(tmp_path):
     b = (repo / "results/unlearncanvas/style/Van_Gogh/patch/text_encoder_patch.safetensors"
          ).read_bytes()
     assert a == b
-    proc = subprocess.run([str(BIN / "python"), "-m", "stages.canvas_target", "--target", "Monet",
-                           "--out", "x"], cwd=repo, capture_output=True, text=True)
+    proc = subprocess.run([str(BIN / "python"), "-m", "stages.canvas", "--target", "Monet",
+                           "--patch", "x/patch", "--metrics", "x/m.json"], cwd=repo,
+                          capture_output=True, text=True)
     assert proc.returncode == 1 and "neither a style" in proc.stderr

@@ -7,7 +7,7 @@ import torch
 from pipeline.diffusion import text_encoder as H
 from pipeline.diffusion.tokenizer import build_tokenizer
 from pipeline.errors import ModelError
-from pipeline.models import build
+from pipeline.models.factory import build
 
 PROMPTS = ["a photo of Elon Musk.", "IRON MAN figure", "a red bar on a dark background",
            "Photo: jeff bezos / Getty Images", "an image in Ukiyo-e style.", "",

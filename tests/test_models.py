@@ -3,7 +3,8 @@ import torch
 from safetensors.torch import save_file
 
 from pipeline.errors import ModelError
-from pipeline.models import build, state_dict_hash
+from pipeline.models.factory import build
+from pipeline.models.structure import state_dict_hash
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,20 @@
 import torch
 
-from pipeline.datasets.shards import list_shards
-from pipeline.models import build, state_dict_hash
 from pipeline.datasets.pairs import load_pairs
+from pipeline.datasets.shards import list_shards
+from pipeline.models.factory import build
+from pipeline.models.structure import state_dict_hash
 from pipeline.train.clip import TrainConfig, train
+
+from .helpers import make_params
 
 
 def _train(world, seed: int, steps: int, batch: int = 16):
     torch.manual_seed(seed)
     b = build("tiny-clip")
     data = load_pairs(list_shards(world / "laion"), b.preprocess, b.tokenizer)
-    history = train(b.model, data, TrainConfig(steps=steps, batch_size=batch, warmup=5, seed=seed))
+    cfg = make_params({"pretrain": {"steps": steps, "batch_size": batch, "warmup": 5}}).pretrain
+    history = train(b.model, data, TrainConfig.from_params(cfg, seed))
     return b.model, history
 
 

@@ -10,6 +10,8 @@ from pipeline.sets.build import SetsConfig, build_sets
 from pipeline.sets.filter import filter_shards
 from pipeline.sets.match import ConceptMatcher
 
+from .helpers import make_params
+
 
 def _keys(path):
     with tarfile.open(path) as tf:
@@ -54,4 +56,5 @@ def test_build_sets_needs_two_forget_samples(micro_world, tmp_path):
     shards = list_shards(micro_world / "laion")
     rows = filter_shards(shards, ConceptMatcher("Elon Musk"), 1).rows
     with pytest.raises(DataError, match="cannot be split"):
-        build_sets(shards, rows, ConceptMatcher("Elon Musk"), SetsConfig(), tmp_path)
+        build_sets(shards, rows, ConceptMatcher("Elon Musk"),
+                   SetsConfig.from_params(make_params().sets, 0), tmp_path)

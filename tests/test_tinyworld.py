@@ -10,6 +10,7 @@ from pipeline.tinyworld import concepts
 from pipeline.tinyworld.generate import WorldConfig, generate, laion_sample
 
 from .conftest import MICRO
+from .helpers import world_config
 
 
 def test_same_seed_gives_byte_identical_world(micro_world, tmp_path):
@@ -84,7 +85,7 @@ def test_world_has_the_required_concepts():
 
 
 def test_captions_name_concepts_and_include_distractors():
-    cfg = WorldConfig(seed=3)
+    cfg = world_config(seed=3)
     samples = [laion_sample(cfg, i, draw_image=False) for i in range(3000)]
     kinds = Counter(s[0] for s in samples)
     assert set(kinds) == {"identity", "character", "object", "style", "distractor"}

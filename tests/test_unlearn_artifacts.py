@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from pipeline.errors import ModelError
-from pipeline.evaluate.cache import FeatureCache
-from pipeline.models import build, state_dict_hash
+from pipeline.models.factory import build
+from pipeline.models.structure import state_dict_hash
 from pipeline.sets.match import ConceptMatcher
 from pipeline.unlearn import patch as P
+from pipeline.unlearn.features import FeatureCache
 from pipeline.unlearn.slug import edited
 
 

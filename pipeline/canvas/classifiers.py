@@ -1,8 +1,9 @@
-"""The style and object judges of UnlearnCanvas.
+"""The style and object judges of UnlearnCanvas: the models and their checkpoints.
 
 A real run loads UnlearnCanvas's checkpoints (timm ``vit_large_patch16_224`` with a linear head,
 ``weights_only=True``). The tiny world trains a small CNN per label space on the canvas images
-instead; both are wrapped as a ``Judge`` that maps generated images in [0, 1] to class indices.
+instead (``training``); both are wrapped as a ``Judge`` that maps generated images in [0, 1] to
+class indices.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import DataError, ModelError
+from ..errors import ModelError
 from ..io import atomic_path
 
 TINY = "tiny-cnn"
@@ -94,8 +94,8 @@ def load(arch: str, path: str | Path, classes: list[str], what: str, key: str = 
     """A ``Judge`` for ``classes`` (named by the params key ``what`` in errors)."""
     path = Path(path)
     if not path.exists():
-        raise ModelError(f"classifier checkpoint {path} not found (params {what.split('.')[0]}."
-                         f"classifiers); the tiny world trains it in the canvas_classifiers stage")
+        raise ModelError(f"classifier checkpoint {path} not found (params: "
+                         f"{what.split('.')[0]}.classifiers); the tiny world trains it first")
     if arch == TINY:
         from safetensors import safe_open
 
@@ -137,68 +137,20 @@ def load(arch: str, path: str | Path, classes: list[str], what: str, key: str = 
     return Judge(model.to(device).eval(), list(classes), image_size, mean, std)
 
 
-def split(labels_a: list[int], labels_b: list[int], val_fraction: float, seed: int
-          ) -> tuple[list[int], list[int]]:
-    """Train/validation indices, stratified by (style, object) cell so that every cell with two
-    or more images is in both; single-image cells are split as one pool."""
-    rng = np.random.default_rng(seed)
-    cells: dict[tuple[int, int], list[int]] = {}
-    for i, key in enumerate(zip(labels_a, labels_b)):
-        cells.setdefault(key, []).append(i)
-    train, val, single = [], [], []
-    for idx in cells.values():
-        if len(idx) == 1:
-            single += idx
-            continue
-        idx = [int(i) for i in rng.permutation(idx)]
-        k = int(round(val_fraction * len(idx)))
-        val += idx[:k]
-        train += idx[k:]
-    single = [int(i) for i in rng.permutation(single)]
-    k = int(round(val_fraction * len(single)))
-    return sorted(train + single[k:]), sorted(val + single[:k])
+def val_accuracy(path: str | Path) -> float | None:
+    """The held-out accuracy a tiny classifier recorded when it was trained (None for others)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.exists():
+        return None
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    return float(meta["val_accuracy"]) if "val_accuracy" in meta else None
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator, blur: float) -> torch.Tensor:
-    """Shift by up to 2 px and blur by a random sigma: generated images are soft and off-centre."""
-    n, _, h, w = x.shape
-    pad = F.pad(x, (2, 2, 2, 2), mode="replicate")
-    dy, dx = (int(v) for v in torch.randint(0, 5, (2,), generator=gen))
-    x = pad[:, :, dy:dy + h, dx:dx + w]
-    if blur > 0:
-        sigma = float(torch.rand(1, generator=gen)) * blur
-        if sigma > 0.05:
-            r = max(1, int(3 * sigma))
-            k = torch.exp(-torch.arange(-r, r + 1).float() ** 2 / (2 * sigma ** 2))
-            k = (k / k.sum()).to(x.dtype)
-            x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(3, 1, 1, 1),
-                         groups=3)
-            x = F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).repeat(3, 1, 1, 1),
-                         groups=3)
-    return x
-
-
-def train_tiny(images01: torch.Tensor, labels: torch.Tensor, n_classes: int, *, width: int,
-               epochs: int, batch_size: int, lr: float, blur: float, seed: int, image_size: int,
-               mean: float = 0.5, std: float = 0.5, progress=lambda x, **k: x) -> TinyConvNet:
-    """AdamW with a cosine schedule on ``images01`` (already at ``image_size``)."""
-    if len(images01) < 2:
-        raise DataError("too few canvas images to train a classifier")
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    model = TinyConvNet(n_classes, width)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
-    steps = epochs * max(1, (len(images01) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    model.train()
-    for _ in progress(range(epochs), desc="classifier epochs"):
-        order = torch.randperm(len(images01), generator=gen)
-        for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
-            x = _augment(images01[idx], gen, blur * image_size / 64)
-            loss = F.cross_entropy(model((x - mean) / std), labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-    return model.eval()
+def load_judges(k, styles: list[str], objects: list[str], device) -> tuple[Judge, Judge]:
+    """The style and object judges of a ``canvas.classifiers`` params group."""
+    common = dict(key=k.key, image_size=k.image_size, mean=k.mean, std=k.std, device=device)
+    return (load(k.arch, k.style, styles, "canvas.styles", **common),
+            load(k.arch, k.object, objects, "canvas.objects", **common))

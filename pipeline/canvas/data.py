@@ -11,16 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
 from ..datasets.pairs import PairData
 from ..datasets.shards import ReadReport, decode_image, write_tar
 from ..datasets.unlearncanvas import read_canvas
 from ..errors import DataError
+from ..names import key, label
 
 KINDS = ("style", "object")
-
-
-def label(folder: str) -> str:
-    return folder.replace("_", " ")
 
 
 @dataclass(frozen=True)
@@ -53,10 +51,10 @@ def load(root: str | Path, styles: Sequence[str] | None = None,
 
 def find_target(canvas: Canvas, name: str) -> Target | None:
     """``name`` as a style or object (case, spaces and underscores ignored), or None."""
-    key = label(name).lower()
+    want = key(name)
     for kind in KINDS:
         for i, n in enumerate(canvas.names(kind)):
-            if label(n).lower() == key:
+            if key(n) == want:
                 return Target(n, kind, i)
     return None
 

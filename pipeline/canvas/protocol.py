@@ -14,14 +14,20 @@ generator are the ceiling an edit can keep.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..diffusion import sd as sd_mod
+from ..errors import DataError
+from ..io import sha256_file, write_json
 from .classifiers import Judge
 from .data import Canvas, Target
+
+GRID = "grid.json"
 
 
 @dataclass
@@ -42,15 +48,13 @@ class Grid:
 
 
 def judged(pipe, prompts: list[str], per_prompt: int, seed: int, steps: int, guidance: float,
-           size: int, judges: list[Judge], chunk: int = 256) -> list[torch.Tensor]:
+           size: int, judges: list[Judge]) -> list[torch.Tensor]:
     """Generate ``per_prompt`` images per prompt (image j of prompt i: seed + 1000 i + j, as
     ``sd.generate``) and return each judge's predictions, ``[len(prompts) * per_prompt]``.
     Images are judged chunk by chunk and dropped, so memory does not grow with the grid."""
-    per_chunk = max(1, chunk // per_prompt)
     preds: list[list[torch.Tensor]] = [[] for _ in judges]
-    for start in range(0, len(prompts), per_chunk):
-        images = sd_mod.generate(pipe, prompts[start:start + per_chunk], per_prompt,
-                                 seed + 1000 * start, steps, guidance, size)
+    for _, images in sd_mod.generate_chunks(pipe, prompts, per_prompt, seed, steps, guidance,
+                                            size):
         for k, j in enumerate(judges):
             preds[k].append(j.predict(images))
     return [torch.cat(p) for p in preds]
@@ -83,3 +87,39 @@ def scores(grid: Grid, target: Target) -> dict[str, float]:
 def overall(grid: Grid) -> dict[str, float]:
     """The classifiers' accuracy on the whole grid (the ceiling of IRA and CRA)."""
     return {"style": float(grid.style_acc.mean()), "object": float(grid.object_acc.mean())}
+
+
+def grid_settings(styles: list[str], objects: list[str], prompt: str, seed: int, e,
+                  style_ckpt: str | Path, object_ckpt: str | Path) -> dict:
+    """What a judged grid depends on (``e``: the ``canvas.evaluate`` group); a grid made with
+    other settings is refused."""
+    return {"styles": styles, "objects": objects, "prompt": prompt, "seed": seed,
+            "images_per_prompt": e.images_per_prompt, "steps": e.steps, "guidance": e.guidance,
+            "classifiers": {"style": sha256_file(style_ckpt), "object": sha256_file(object_ckpt)}}
+
+
+def save_grid(folder: str | Path, settings: dict, grid: Grid) -> None:
+    write_json(Path(folder) / GRID, {"settings": settings, "grid": grid.to_dict(),
+                                     "ceiling": overall(grid)})
+
+
+def read_ceiling(folder: str | Path) -> dict[str, float]:
+    """The classifiers' accuracy on the unedited grid, as ``save_grid`` recorded it."""
+    path = Path(folder) / GRID
+    if not path.exists():
+        raise DataError(f"{path} not found; judge the unedited generator's grid first "
+                        f"(params: canvas.base)")
+    return json.loads(path.read_text())["ceiling"]
+
+
+def read_grid(folder: str | Path, settings: dict | None = None) -> Grid:
+    """The unedited generator's judged grid; refused if made with other ``settings``."""
+    path = Path(folder) / GRID
+    if not path.exists():
+        raise DataError(f"{path} not found; judge the unedited generator's grid first "
+                        f"(params: canvas.base)")
+    saved = json.loads(path.read_text())
+    if settings is not None and saved["settings"] != settings:
+        raise DataError(f"{path} was made with other canvas settings or classifiers; judge the "
+                        f"unedited grid again")
+    return Grid.from_dict(saved["grid"])

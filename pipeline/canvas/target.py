@@ -8,12 +8,18 @@
 2. Rank the text layers the pipeline's encoder has; pick by ``rule``.
 3. Search the step on generations from *search* seeds, judged by the target kind's classifier:
    forget = share of the target's images still judged as it, retain = accuracy on other concepts.
+   Where no layer reaches the search threshold, the strongest trial is reported, flagged.
+4. Judge the whole grid on the evaluation seeds with the patch mapped onto the encoder.
+
+All through the one SLUG entry point (``pipeline.unlearn.slug``) with a generation scorer.
 """
 
 from __future__ import annotations
 
-import contextlib
+import sys
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,29 +27,21 @@ import torch
 
 from ..datasets.pairs import PairData, load_pairs
 from ..datasets.shards import Shard
+from ..diffusion import sd as sd_mod
 from ..diffusion import text_encoder as hf_text
-from ..diffusion.judge import SEARCH_SEED_OFFSET, layer_in_pipeline
+from ..diffusion import unlearn as sd_unlearn
+from ..diffusion.scorer import SEARCH_SEED_OFFSET, GenerationScorer, PromptSet
 from ..errors import DataError
-from ..unlearn import layers as L
-from ..unlearn.gradients import gradient_pass
-from ..unlearn.slug import run_slug
-from .classifiers import Judge
-from .data import Canvas, Target, label, tar_name
-from .protocol import judged
-
-
-@contextlib.contextmanager
-def text_tower_only(model):
-    """Freeze the vision tower for a gradient pass (no gradient memory for it)."""
-    saved = {n: p.requires_grad for n, p in model.named_parameters()}
-    for n, p in model.named_parameters():
-        if L.tower(n) == "vision":
-            p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for n, p in model.named_parameters():
-            p.requires_grad_(saved[n])
+from ..io import sha256_file
+from ..measure import Meter
+from ..models.factory import from_params
+from ..models.structure import state_dict_hash, tower
+from ..names import label
+from ..params import CanvasParams, GradientsParams, ModelParams
+from ..unlearn import slug
+from .classifiers import Judge, load_judges
+from .data import Canvas, Target, tar_name
+from .protocol import Grid, grid_settings, judge_grid, read_grid, scores
 
 
 def interleave(captions: list[str], n: int) -> list[int]:
@@ -68,7 +66,8 @@ def forget_retain(canvas: Canvas, target: Target, tars: str | Path, preprocess: 
     tars = Path(tars)
     path = tars / tar_name(target.kind, target.name)
     if not path.exists():
-        raise DataError(f"forget tar {path} not found; run the canvas_sets stage")
+        raise DataError(f"forget tar {path} not found; write the canvas forget tars first "
+                        f"(params: canvas.sets)")
     forget = load_pairs([Shard(path)], preprocess, tokenizer)
     if captions == "name":
         forget.tokens = tokenizer([label(target.name)] * len(forget.captions))
@@ -81,65 +80,159 @@ def forget_retain(canvas: Canvas, target: Target, tars: str | Path, preprocess: 
     return forget, retain
 
 
-class CanvasScorer:
-    """A trial scorer on generations: the target's prompts (every cell of its row or column,
-    ``per_prompt`` images each) and ``retained`` other cells of the same kind (one image each)."""
-
-    def __init__(self, pipe, clip_model, canvas: Canvas, template: str, target: Target,
-                 judge: Judge, per_prompt: int, retained: int, seed: int, steps: int,
-                 guidance: float, size: int):
-        self.pipe, self.clip, self.judge = pipe, clip_model, judge
-        self.per_prompt, self.steps, self.guidance, self.size = per_prompt, steps, guidance, size
-        self.seed = seed + SEARCH_SEED_OFFSET
-        n_other = len(canvas.objects if target.kind == "style" else canvas.styles)
-
-        def cell(concept: int, other: int) -> tuple[int, int]:
-            return (concept, other) if target.kind == "style" else (other, concept)
-
-        self.target_prompts = [canvas.prompt(template, *cell(target.index, x))
-                               for x in range(n_other)]
-        others = [i for i in range(len(canvas.names(target.kind))) if i != target.index]
-        rng = np.random.default_rng(seed)
-        picks = [(c, int(x)) for x in range(n_other) for c in others]  # every other cell
-        picks = [picks[i] for i in rng.permutation(len(picks))]
-        picks = sorted(picks[:retained], key=lambda t: (t[0], t[1]))
-        self.retained_prompts = [canvas.prompt(template, *cell(c, x)) for c, x in picks]
-        self.retained_truth = torch.tensor([c for c, _ in picks])
-        self.target_index = target.index
-        self.layer: str | None = None
-
-    def prepare(self, layer: str) -> None:
-        self.layer = layer
-
-    def score(self) -> tuple[float, float, dict]:
-        with layer_in_pipeline(self.pipe, self.clip, self.layer):
-            (pt,) = judged(self.pipe, self.target_prompts, self.per_prompt, self.seed,
-                           self.steps, self.guidance, self.size, [self.judge])
-            (pr,) = judged(self.pipe, self.retained_prompts, 1, self.seed + 500_000,
-                           self.steps, self.guidance, self.size, [self.judge])
-        forget = float((pt == self.target_index).float().mean())
-        retain = float((pr == self.retained_truth).float().mean())
-        return forget, retain, {}
+@dataclass(frozen=True)
+class CanvasPrompt:
+    text: str
+    truth: int  # the index, in the judged kind, of the concept the prompt asks for
 
 
-def candidate_layers(model, grads, pipe, exclude, signed: bool, fronts: int, rule: str
-                     ) -> tuple[list[str], list[dict]]:
-    """Text-tower candidates the pipeline's encoder has, ranked; the layers ``rule`` selects."""
-    rows = [r for r in L.stats_table(model, grads.forget, grads.retain, exclude)
-            if r["candidate"] and L.tower(r["name"]) == "text"
-            and hf_text.maps_onto(r["name"], pipe.text_encoder)]
-    if not rows:
-        raise DataError("no text-tower candidate layer maps onto the pipeline's text encoder")
-    rows = L.annotate(rows, signed, fronts)
-    return L.select(rows, rule), rows
+def _hits(judge: Judge):
+    def hits(images01, prompts, per_prompt: int) -> list[bool]:
+        truth = torch.tensor([pr.truth for pr in prompts]).repeat_interleave(per_prompt)
+        return (judge.predict(images01) == truth).tolist()
+    return hits
 
 
-def unlearn(model, pipe, forget: PairData, retain: PairData, scorer, *, batch_size: int, exclude, signed: bool, fronts: int, rule: str,
-            target_score: float, max_evals: int, scale0: float, progress=lambda x, **k: x):
-    """Gradients, ranking and step search; returns (searches, chosen, gradients, ranked table)."""
-    with text_tower_only(model):
-        g = gradient_pass(model, forget, retain, batch_size)
-    layers, table = candidate_layers(model, g, pipe, exclude, signed, fronts, rule)
-    searches, chosen = run_slug(model, g.forget, layers, scorer, target_score, max_evals, scale0,
-                                progress)
-    return searches, chosen, g, table
+def scorer(pipe, clip_model, canvas: Canvas, template: str, target: Target, judge: Judge,
+           per_prompt: int, retained: int, seed: int, steps: int, guidance: float,
+           size: int) -> GenerationScorer:
+    """The target's prompts (every cell of its row or column, ``per_prompt`` images each) and
+    ``retained`` other cells of the same kind (one image each), on search seeds."""
+    n_other = len(canvas.objects if target.kind == "style" else canvas.styles)
+
+    def cell(concept: int, other: int) -> tuple[int, int]:
+        return (concept, other) if target.kind == "style" else (other, concept)
+
+    targets = [CanvasPrompt(canvas.prompt(template, *cell(target.index, x)), target.index)
+               for x in range(n_other)]
+    others = [i for i in range(len(canvas.names(target.kind))) if i != target.index]
+    rng = np.random.default_rng(seed)
+    picks = [(c, int(x)) for x in range(n_other) for c in others]  # every other cell
+    picks = [picks[i] for i in rng.permutation(len(picks))]
+    picks = sorted(picks[:retained], key=lambda t: (t[0], t[1]))
+    kept = [CanvasPrompt(canvas.prompt(template, *cell(c, x)), c) for c, x in picks]
+    seed += SEARCH_SEED_OFFSET
+    return GenerationScorer(pipe, clip_model, PromptSet(targets, per_prompt, seed),
+                            PromptSet(kept, 1, seed + 500_000), _hits(judge), steps, guidance,
+                            size)
+
+
+@dataclass
+class TargetResult:
+    slug: slug.Slug
+    patch: object  # pipeline.unlearn.patch.Patch
+    mapped: dict[str, torch.Tensor]
+    before: Grid
+    after: Grid
+    time_s: float  # the unlearning: data, gradients, ranking, search
+    peak_bytes: int
+    eval_s: float
+    forget_pairs: int
+    retain_pairs: int
+    device: torch.device
+    base_hash: str
+
+
+def run(canvas: Canvas, target: Target, c: CanvasParams, model: ModelParams,
+        g: GradientsParams, *, device: str, seed: int, signed: bool, scale0: float,
+        progress=lambda x, **k: x) -> TargetResult:
+    """SLUG on the generator's text tower for one target (the strongest trial if no layer reaches
+    the search threshold), then the whole grid judged on the evaluation seeds with the patch
+    mapped onto the encoder, beside the unedited grid (``c.base``)."""
+    torch.manual_seed(seed)
+    s, e, k = c.search, c.evaluate, c.classifiers
+    before = read_grid(c.base, grid_settings(c.styles, c.objects, c.prompt, seed, e, k.style,
+                                             k.object))
+    bundle = from_params(model, device)
+    clip, base_hash = bundle.model, state_dict_hash(bundle.model)
+    pipe = sd_mod.load(c.pipeline, next(clip.parameters()).device)
+    sd_mod.check_text_encoder(pipe.text_encoder, clip, atol=1e-6)
+    judges = load_judges(k, c.styles, c.objects, pipe.device)
+    search = slug.SearchConfig(s.target, s.max_evals, scale0)
+    with Meter(pipe.device) as meter:
+        forget, retain = forget_retain(canvas, target, c.sets, bundle.preprocess,
+                                       bundle.tokenizer, c.forget_captions, c.n_retain)
+        sc = scorer(pipe, clip, canvas, c.prompt, target, judges[target.kind == "object"],
+                    s.images_per_prompt, s.retained_prompts, seed, e.steps, e.guidance,
+                    sd_mod.image_size(pipe))
+        res = slug.unlearn(clip, forget, retain, sc, search, slug.RankConfig(signed, s.fronts,
+                                                                            s.rule),
+                           batch_size=g.batch_size, exclude=g.exclude,
+                           readable=sd_unlearn.readable(pipe.text_encoder),
+                           trainable=lambda n: tower(n) == "text", fallback=slug.strongest,
+                           progress=progress)
+    if not res.reached:  # a benchmark row still needs numbers: the strongest forgetting tried
+        print(f"warning: {target.name}: no text layer reached a search accuracy <= "
+              f"{search.target} within {search.max_evals} evaluations; reporting the lowest one "
+              f"tried ({res.trial.forget:.3f}), flagged reached: false", file=sys.stderr)
+    patch = res.patch(clip, {"concept": target.name, "kind": target.kind}, tower="text",
+                      base_model=bundle.describe(), base_model_sha256=base_hash, seed=seed,
+                      search={"target": search.target, "reached": res.reached,
+                              "forget": res.trial.forget, "retain": res.trial.retain})
+    mapped = hf_text.map_patch(patch.tensors, pipe.text_encoder)
+    start = time.time()
+    enc = pipe.text_encoder.state_dict()
+    originals = {k: enc[k].detach().clone() for k in mapped}
+    hf_text.apply_mapped(pipe.text_encoder, mapped)
+    try:
+        after = judge_grid(pipe, canvas, c.prompt, *judges, e.images_per_prompt, seed, e.steps,
+                           e.guidance, sd_mod.image_size(pipe))
+    finally:
+        hf_text.apply_mapped(pipe.text_encoder, originals)
+    return TargetResult(res, patch, mapped, before, after, meter.time_s, meter.peak_bytes,
+                        time.time() - start, len(forget.images), len(retain.images),
+                        pipe.device, base_hash)
+
+
+def metrics(r: TargetResult, target: Target, c: CanvasParams, storage_bytes: int) -> dict:
+    res, before, after = r.slug, scores(r.before, target), scores(r.after, target)
+    rule, eval_per_prompt = c.search.rule, c.evaluate.images_per_prompt
+    return {
+        "concept": target.name, "kind": target.kind, "skipped": False,
+        "UA": after["UA"], "IRA": after["IRA"], "CRA": after["CRA"],
+        "before": before, "after": after, "ceiling": {"IRA": before["IRA"], "CRA": before["CRA"]},
+        "layer": res.layer, "mapped_tensors": sorted(r.mapped), "lambda": res.lam,
+        "rel_step": res.rel_step,
+        "search": {"rule": rule, "target": r.patch.manifest["search"]["target"],
+                   "reached": res.reached, "forget": res.trial.forget,
+                   "retain": res.trial.retain, "evaluations": res.evaluations,
+                   "layers": {x.layer: [{"rel_step": x.rel(t.lam), "forget": t.forget,
+                                         "retain": t.retain} for t in x.result.trials]
+                              for x in res.searches},
+                   "forget_pairs": r.forget_pairs, "retain_pairs": r.retain_pairs},
+        "ranking": [{k: row[k] for k in ("name", "importance", "alignment", "front_level")}
+                    for row in sorted(res.ranking, key=lambda x: (x["front_level"],
+                                                                  -x["importance"]))],
+        "time_s": round(r.time_s, 2), "peak_memory_mb": round(r.peak_bytes / 2 ** 20, 1),
+        "memory_measure": "CUDA max allocated" if r.device.type == "cuda" else
+        "growth of the process RSS over the loaded models",
+        "storage_mb": round(storage_bytes / 2 ** 20, 4),
+        "eval": {"images": int(r.after.style_acc.size * eval_per_prompt),
+                 "images_per_prompt": eval_per_prompt, "time_s": round(r.eval_s, 1)},
+        "seed": r.patch.manifest["seed"], "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "base_model_sha256": r.base_hash,
+        "forget_tar_sha256": sha256_file(Path(c.sets) / tar_name(target.kind, target.name)),
+    }
+
+
+def find_or_skip(canvas: Canvas, name: str, explicit: bool, patch_dir: str | Path,
+                 metrics_file: str | Path) -> Target | None:
+    """The target named ``name``; for a concept that is no canvas style or object, an error when
+    it was asked for ``explicit``-ly, else a reported skip (a marker patch folder, metrics that
+    say why) and None."""
+    from ..io import atomic_dir, write_json
+    from .data import find_target
+
+    target = find_target(canvas, name)
+    if target is not None:
+        return target
+    if explicit:
+        raise DataError(f"{name!r} is neither a style (canvas.styles) nor an object "
+                        f"(canvas.objects)")
+    with atomic_dir(patch_dir) as tmp:
+        (tmp / "SKIPPED").write_text(f"{name} is no UnlearnCanvas style or object\n")
+    write_json(metrics_file, {"concept": name, "skipped": True, "reason":
+                              f"{name!r} is neither a canvas style nor object; run "
+                              f"`dvc exp run -S concept=<Style or Object>`"})
+    print(f"canvas: skipped, {name!r} is no UnlearnCanvas style or object")
+    return None

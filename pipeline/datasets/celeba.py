@@ -14,19 +14,11 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..io import write_text
+from ..names import file_name, label
 
 IMAGES_DIR = "img_align_celeba"
 IDENTITY_FILE = "list_identity_celeba.txt"
 FREQUENT_FILE = "frequent_celebs.txt"
-
-
-def to_label(name: str) -> str:
-    """``Elon_Musk`` -> ``Elon Musk``: files use underscores, prompts use spaces."""
-    return name.replace("_", " ")
-
-
-def to_file_name(label: str) -> str:
-    return label.replace(" ", "_")
 
 
 @dataclass(frozen=True)
@@ -56,19 +48,19 @@ class CelebA:
             if len(parts) != 2:
                 raise DataError(f"{path}:{n}: expected 'image_id Name_With_Underscores', "
                                 f"got {line!r}")
-            out.setdefault(to_label(parts[1]), []).append(self.images / parts[0])
+            out.setdefault(label(parts[1]), []).append(self.images / parts[0])
         return out
 
     def frequent(self) -> list[str]:
         path = self.root / self.frequent_file
         if not path.exists():
             raise DataError(f"CelebA frequent-names file {path} is missing")
-        return [to_label(s.strip()) for s in path.read_text().splitlines() if s.strip()]
+        return [label(s.strip()) for s in path.read_text().splitlines() if s.strip()]
 
 
 def write_lists(root: Path, assignments: list[tuple[str, str]], frequent: list[str]) -> None:
     """Write the identity list (``(image_id, name)`` pairs) and the frequent-names file."""
-    rows = [f"{img} {to_file_name(name)}" for img, name in assignments]
+    rows = [f"{img} {file_name(name)}" for img, name in assignments]
     write_text(root / IDENTITY_FILE, f"{len(rows)}\nimage_id identity_name\n" + "\n".join(rows)
                + "\n")
-    write_text(root / FREQUENT_FILE, "\n".join(to_file_name(n) for n in frequent))
+    write_text(root / FREQUENT_FILE, "\n".join(file_name(n) for n in frequent))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..io import write_text
+from ..names import label
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".webp"}
 CLASSNAMES_FILE = "LOC_synset_mapping.txt"
@@ -49,7 +50,7 @@ def read_folder(root: Path, classnames: dict[str, str] | None = None
                 raise DataError(f"{d} is not in the class-names file")
             names.append(classnames[d.name])
         else:
-            names.append(d.name.replace("_", " "))
+            names.append(label(d.name))
         files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         items += [(p, idx) for p in files]
     if not items:

@@ -32,3 +32,13 @@ def load_pairs(shards: Sequence[Shard], preprocess: Callable, tokenizer: Callabl
     if not images:
         raise DataError(f"no usable samples in {len(shards)} shard(s)")
     return PairData(torch.stack(images), tokenizer(captions), captions, report, keys)
+
+
+def concat(*parts: PairData) -> PairData:
+    """One set from several, in order; the reports are summed."""
+    report = ReadReport()
+    for d in parts:
+        report.add(d.report)
+    return PairData(torch.cat([d.images for d in parts]), torch.cat([d.tokens for d in parts]),
+                    [c for d in parts for c in d.captions], report,
+                    [k for d in parts for k in d.keys])

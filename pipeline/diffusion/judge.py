@@ -8,7 +8,6 @@ the same interface).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -16,8 +15,7 @@ import torch
 from PIL import Image
 
 from ..evaluate.zeroshot import encode_images, text_classifier
-from . import sd as sd_mod
-from . import text_encoder as hf_text
+from ..names import same
 
 
 @dataclass
@@ -36,7 +34,7 @@ def choose_prompts(classnames: dict[str, Sequence[str]], templates: dict[str, st
     for kind, names in classnames.items():
         if kind not in templates:
             continue
-        others = [n for n in names if n.lower() != concept.lower()][:retained_per_kind]
+        others = [n for n in names if not same(n, concept)][:retained_per_kind]
         out += [Prompt(n, kind, templates[kind].format(n), False) for n in others]
     return out
 
@@ -77,7 +75,7 @@ def generation_accuracy(images01: torch.Tensor, prompts: Sequence[Prompt], per_p
     out = {}
     for i, pr in enumerate(prompts):
         pred = judge(images01[i * per_prompt:(i + 1) * per_prompt], pr.kind)
-        out[pr.concept] = sum(n.lower() == pr.concept.lower() for n in pred) / len(pred)
+        out[pr.concept] = sum(same(n, pr.concept) for n in pred) / len(pred)
     return out
 
 
@@ -93,48 +91,13 @@ def summarize(acc: dict[str, float], prompts: Sequence[Prompt]) -> dict:
             "per_concept": acc}
 
 
-@contextlib.contextmanager
-def layer_in_pipeline(pipe, clip_model, layer: str):
-    """Map the open_clip text layer's *current* value onto the pipeline's text encoder for the
-    duration of a trial; restore the encoder's original tensors afterwards."""
-    current = {layer: dict(clip_model.named_parameters())[layer].detach()}
-    mapped = hf_text.map_patch(current, pipe.text_encoder)
-    enc = pipe.text_encoder.state_dict()
-    originals = {k: enc[k].detach().clone() for k in mapped}
-    hf_text.apply_mapped(pipe.text_encoder, mapped)
-    try:
-        yield
-    finally:
-        hf_text.apply_mapped(pipe.text_encoder, originals)
-
-
-SEARCH_SEED_OFFSET = 10_000_000  # search generations never share a seed with evaluation ones
-
-
-class GenerationScorer:
-    """A SLUG trial scorer that judges *generations*: the edited open_clip text layer is mapped onto
-    the pipeline's text encoder, the prompts are generated with the search seeds and judged.
-    forget = the target's generation accuracy; retain = the mean over retained prompts."""
-
-    def __init__(self, pipe, clip_model, prompts, classnames, judge, per_prompt: int, seed: int,
-                 steps: int, guidance: float, size: int, target_images: int | None = None):
-        self.pipe, self.clip, self.prompts, self.names = pipe, clip_model, prompts, classnames
-        self.judge, self.per_prompt, self.seed = judge, per_prompt, seed + SEARCH_SEED_OFFSET
-        self.steps, self.guidance, self.size = steps, guidance, size
-        self.target_images = target_images or per_prompt  # more samples where the criterion is
-        self.layer: str | None = None
-
-    def prepare(self, layer: str) -> None:
-        self.layer = layer
-
-    def score(self) -> tuple[float, float, dict]:
-        target, rest = self.prompts[0], self.prompts[1:]
-        with layer_in_pipeline(self.pipe, self.clip, self.layer):
-            t_img = sd_mod.generate(self.pipe, [target.text], self.target_images, self.seed,
-                                      self.steps, self.guidance, self.size)
-            r_img = sd_mod.generate(self.pipe, [p.text for p in rest], self.per_prompt,
-                                      self.seed + 1000, self.steps, self.guidance, self.size)
-        acc = generation_accuracy(t_img, [target], self.target_images, self.names, self.judge)
-        acc.update(generation_accuracy(r_img, rest, self.per_prompt, self.names, self.judge))
-        s = summarize(acc, self.prompts)
-        return s["forget"], s["retained"], {}
+def prompt_hits(judge):
+    """A ``scorer.Judge`` from a CLIP judge: an image is a hit when it is judged as its prompt's
+    concept (each prompt's images are judged together, as ``generation_accuracy`` does)."""
+    def hits(images01: torch.Tensor, prompts: Sequence[Prompt], per_prompt: int) -> list[bool]:
+        out = []
+        for i, pr in enumerate(prompts):
+            pred = judge(images01[i * per_prompt:(i + 1) * per_prompt], pr.kind)
+            out += [same(n, pr.concept) for n in pred]
+        return out
+    return hits

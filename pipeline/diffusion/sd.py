@@ -11,17 +11,6 @@ from ..errors import ModelError
 from . import text_encoder as hf_text
 
 
-def assemble(vae, text_encoder, tokenizer, unet):
-    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
-
-    from .tiny import make_scheduler
-
-    sched = DPMSolverMultistepScheduler.from_config(make_scheduler().config)
-    return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                                   unet=unet, scheduler=sched, safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
-
-
 def load(name_or_folder: str, device: str | torch.device = "cpu"):
     """A ``StableDiffusionPipeline`` from a local folder (or a model id already in the HF cache)."""
     from diffusers import StableDiffusionPipeline
@@ -39,6 +28,11 @@ def load(name_or_folder: str, device: str | torch.device = "cpu"):
                          f"{str(exc).splitlines()[0]}") from None
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def image_size(pipe) -> int:
+    """The pipeline's native image side in pixels."""
+    return pipe.unet.config.sample_size * pipe.vae_scale_factor
 
 
 def check_text_encoder(encoder, clip_model, atol: float = 0.0) -> None:
@@ -70,3 +64,13 @@ def generate(pipe, prompts: list[str], per_prompt: int, seed: int, steps: int, g
                    guidance_scale=guidance, height=size, width=size, output_type="pt")
         out.append(res.images.float().cpu())
     return torch.cat(out)
+
+
+def generate_chunks(pipe, prompts: list[str], per_prompt: int, seed: int, steps: int,
+                    guidance: float, size: int, chunk: int = 256):
+    """``(first prompt index, images)`` chunk by chunk, about ``chunk`` images each, so that a
+    caller can judge and drop them as they come; the seeds are those of one ``generate`` call."""
+    per_chunk = max(1, chunk // per_prompt)
+    for start in range(0, len(prompts), per_chunk):
+        yield start, generate(pipe, prompts[start:start + per_chunk], per_prompt,
+                              seed + 1000 * start, steps, guidance, size)

@@ -27,18 +27,39 @@ from ..errors import NumericalError
 
 @dataclass
 class TinySDConfig:
-    image_size: int = 32
-    vae_channels: tuple = (16, 32, 32)
+    """The ``sd.train`` params group and the seed (``latent_channels`` and ``kl_weight`` are fixed
+    parts of the design, not params)."""
+    image_size: int
+    vae_channels: tuple
+    unet_channels: tuple
+    vae_steps: int
+    unet_steps: int
+    batch_size: int
+    vae_lr: float
+    unet_lr: float
+    cond_drop: float
+    seed: int
     latent_channels: int = 4
-    unet_channels: tuple = (32, 64)
-    vae_steps: int = 800
-    unet_steps: int = 2500
-    batch_size: int = 32
-    vae_lr: float = 2e-3
-    unet_lr: float = 1e-3
     kl_weight: float = 1e-6
-    cond_drop: float = 0.1
-    seed: int = 0
+
+    @classmethod
+    def from_params(cls, t, seed: int) -> "TinySDConfig":
+        return cls(image_size=t.image_size,
+                   vae_channels=(t.vae_width, 2 * t.vae_width, 2 * t.vae_width),
+                   unet_channels=(t.unet_width, 2 * t.unet_width), vae_steps=t.vae_steps,
+                   unet_steps=t.unet_steps, batch_size=t.batch_size, vae_lr=t.vae_lr,
+                   unet_lr=t.unet_lr, cond_drop=t.cond_drop, seed=seed)
+
+
+def to_unit(size: int):
+    """Image preprocessing for the VAE: RGB, ``size`` x ``size`` bicubic, values in [-1, 1]."""
+    from PIL import Image
+
+    def f(img) -> torch.Tensor:
+        img = img.convert("RGB").resize((size, size), Image.BICUBIC)
+        t = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+        return t.view(size, size, 3).permute(2, 0, 1).float() / 127.5 - 1.0
+    return f
 
 
 def make_vae(cfg: TinySDConfig):
@@ -70,6 +91,16 @@ def make_scheduler():
     return DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear",
                          beta_start=0.00085, beta_end=0.012, clip_sample=False,
                          steps_offset=1)
+
+
+def assemble(vae, text_encoder, tokenizer, unet):
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+
+    sched = DPMSolverMultistepScheduler.from_config(make_scheduler().config)
+    return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                                   unet=unet, scheduler=sched, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+
 
 
 def _cosine(step: int, total: int, warmup: int = 50) -> float:
@@ -118,18 +149,27 @@ def encode_latents(vae, images: torch.Tensor, batch_size: int = 256) -> torch.Te
                       for i in range(0, len(images), batch_size)])
 
 
+@dataclass(frozen=True)
+class UNetTraining:
+    steps: int
+    lr: float
+    batch_size: int
+    cond_drop: float
+    seed: int
+
+
 def train_unet(unet, text_encoder, latents: torch.Tensor, tokens: torch.Tensor,
-               cfg: TinySDConfig, progress=lambda x, **k: x) -> list[dict]:
+               cfg: UNetTraining, progress=lambda x, **k: x) -> list[dict]:
     """Noise prediction on scaled latents; the caption is replaced by the empty prompt with
-    probability ``cond_drop`` (its tokens are ``tokens[-1]``'s convention: see ``empty``)."""
+    probability ``cond_drop`` (see ``_empty_tokens``)."""
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     noise_sched = make_scheduler()
-    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.unet_lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, cfg.unet_steps))
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, cfg.steps))
     text_encoder.eval().requires_grad_(False)
     unet.train()
     history, t0, ema = [], time.time(), None
-    for step in progress(range(cfg.unet_steps), desc="UNet"):
+    for step in progress(range(cfg.steps), desc="UNet"):
         idx = torch.randint(len(latents), (cfg.batch_size,), generator=gen)
         z0 = latents[idx]
         tok = tokens[idx].clone()
@@ -148,7 +188,7 @@ def train_unet(unet, text_encoder, latents: torch.Tensor, tokens: torch.Tensor,
         opt.step()
         sched.step()
         ema = float(loss.detach()) if ema is None else 0.98 * ema + 0.02 * float(loss.detach())
-        if step % 100 == 0 or step == cfg.unet_steps - 1:
+        if step % 100 == 0 or step == cfg.steps - 1:
             history.append({"step": step, "unet_loss": ema, "elapsed_s": time.time() - t0})
     unet.eval()
     return history
@@ -157,3 +197,51 @@ def train_unet(unet, text_encoder, latents: torch.Tensor, tokens: torch.Tensor,
 def _empty_tokens(context: int) -> list[int]:
     """The empty prompt as CLIPTokenizer (and open_clip) encode it: BOS, EOS, zero padding."""
     return [49406, 49407] + [0] * (context - 2)
+
+
+@dataclass
+class Trained:
+    pipe: object  # a diffusers StableDiffusionPipeline
+    vae_history: list[dict]
+    unet_history: list[dict]
+    scaling_factor: float
+    vae_s: float
+    unet_s: float
+
+
+def train_pipeline(clip_model, tokens_of, images: torch.Tensor, tokens: torch.Tensor,
+                   captions: list[str], cfg: TinySDConfig, progress=lambda x, **k: x) -> Trained:
+    """A tiny text-to-image pipeline on ``images`` (in [-1, 1]) with their caption ``tokens``:
+    the text encoder is ``clip_model``'s text tower as a ``CLIPTextModel`` (frozen), the tokenizer
+    a ``CLIPTokenizer`` checked to give ``tokens_of``'s (open_clip's) ids; the VAE is trained
+    first, then the UNet on its scaled latents."""
+    import tempfile
+    from pathlib import Path
+
+    from ..errors import ModelError
+    from .text_encoder import to_clip_text_model
+    from .tokenizer import build_tokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = build_tokenizer(Path(tmp) / "tokenizer", tokens.shape[1])
+        probe = captions[:512]
+        hf_ids = torch.tensor(tokenizer(probe, padding="max_length", truncation=True,
+                                        max_length=tokens.shape[1]).input_ids)
+        if not torch.equal(hf_ids, tokens_of(probe)):
+            raise ModelError("the CLIPTokenizer built from open_clip's vocabulary gives other ids "
+                             "than open_clip's tokenizer")
+    text_encoder = to_clip_text_model(clip_model)
+    vae = make_vae(cfg)
+    t0 = time.time()
+    vae_hist = train_vae(vae, images, cfg, progress)
+    vae_s = time.time() - t0
+    latents = encode_latents(vae, images)
+    scale = float(1.0 / latents.std())
+    vae.register_to_config(scaling_factor=scale)
+    unet = make_unet(cfg, text_encoder.config.hidden_size)
+    t0 = time.time()
+    unet_hist = train_unet(unet, text_encoder, latents * scale, tokens, UNetTraining(
+        cfg.unet_steps, cfg.unet_lr, cfg.batch_size, cfg.cond_drop, cfg.seed), progress)
+    unet_s = time.time() - t0
+    return Trained(assemble(vae, text_encoder, tokenizer, unet), vae_hist, unet_hist, scale,
+                   vae_s, unet_s)

@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..datasets import celeba, imagefolder, unlearncanvas
+from ..names import label
 from .zeroshot import accuracy, encode_images, load_images, text_classifier
 
 
@@ -47,7 +48,7 @@ def image_folder(name: str, root: Path, templates: Sequence[str],
 
 def canvas_styles(root: Path, templates: Sequence[str]) -> EvalSet:
     styles, _, items = unlearncanvas.read_canvas(Path(root))
-    return EvalSet("styles", [s.replace("_", " ") for s in styles], [p for p, _, _ in items],
+    return EvalSet("styles", [label(s) for s in styles], [p for p, _, _ in items],
                    torch.tensor([s for _, s, _ in items]), templates)
 
 
@@ -72,19 +73,5 @@ def standard_sets(celeba_root: Path, characters_root: Path, imagenet_root: Path,
     }
 
 
-def concept_kind(concept: str, sets: dict[str, EvalSet], kind: str = "auto") -> str:
-    """Which kind the concept is (``auto``: the set whose class names contain it)."""
-    from ..errors import DataError
-
-    norm = concept.replace("_", " ").strip().lower()
-    if kind != "auto":
-        if kind not in sets:
-            raise DataError(f"concept_kind {kind!r} is not one of auto, {', '.join(sets)}")
-        found = [kind] if norm in (c.lower() for c in sets[kind].classnames) else []
-    else:
-        found = [k for k, s in sets.items() if norm in (c.lower() for c in s.classnames)]
-    if not found:
-        known = "; ".join(f"{k}: {', '.join(s.classnames[:6])}..." for k, s in sets.items())
-        raise DataError(f"concept {concept!r} is not a class name of any evaluation set, so its "
-                        f"forgetting cannot be measured ({known})")
-    return found[0]
+def classnames(sets: dict[str, EvalSet]) -> dict[str, list[str]]:
+    return {k: s.classnames for k, s in sets.items()}

@@ -1,3 +1,2 @@
-from .factory import ModelBundle, available_architectures, build, state_dict_hash
-
-__all__ = ["ModelBundle", "available_architectures", "build", "state_dict_hash"]
+"""Models: the open_clip factory (``factory``: build from a name and weights, tiny configs in
+``configs/``) and where a tensor sits in a CLIP (``structure``)."""

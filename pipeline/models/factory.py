@@ -13,7 +13,6 @@ Checkpoints are loaded with ``weights_only=True``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +22,9 @@ import open_clip
 import torch
 
 from ..errors import ModelError
+from ..params import PRECISIONS
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-PRECISIONS = ("fp32", "fp16", "bf16", "amp", "amp_bf16")
 LOCAL_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
 open_clip.add_model_config(CONFIG_DIR)
@@ -86,8 +85,8 @@ def _check(name: str, pretrained: str | None, precision: str) -> None:
     if _is_path(pretrained):
         path = Path(pretrained.removeprefix("local-dir:"))
         if not path.exists():
-            raise ModelError(f"pretrained checkpoint {path} does not exist; train it first "
-                             f"(dvc repro pretrain) or fix model.pretrained in params.yaml")
+            raise ModelError(f"pretrained checkpoint {path} does not exist; fix model.pretrained "
+                             f"in params.yaml (the embedded default trains it: pretrain.out)")
         return
     tags = open_clip.list_pretrained_tags_by_model(name)
     if pretrained not in tags:
@@ -116,6 +115,11 @@ def build(name: str, pretrained: str | None = None, quick_gelu: bool = False,
                        quick_gelu=quick_gelu, precision=precision, device=dev)
 
 
+def from_params(m, device: str, precision: str | None = None) -> ModelBundle:
+    """The model a ``model`` params group names (``precision`` overrides ``model.precision``)."""
+    return build(m.name, m.pretrained, m.quick_gelu, precision or m.precision, device)
+
+
 @contextlib.contextmanager
 def _quiet_root_logger():
     root = logging.getLogger()
@@ -125,15 +129,3 @@ def _quiet_root_logger():
         yield
     finally:
         root.setLevel(level)
-
-
-def state_dict_hash(model: torch.nn.Module) -> str:
-    """SHA-256 over parameter names, shapes, dtypes and bytes: identifies a base model exactly."""
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        t = v.detach().cpu().contiguous()
-        h.update(k.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(str(t.dtype).encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()

@@ -9,28 +9,72 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from ..datasets.shards import IMAGE_EXTS, Shard, decode_image, iter_raw, read_metadata, write_tar
+from ..concept import Concept
+from ..datasets.pairs import PairData, load_pairs
+from ..datasets.shards import (
+    IMAGE_EXTS,
+    Shard,
+    decode_image,
+    iter_raw,
+    read_metadata,
+    write_tar,
+)
 from ..errors import DataError
 from ..io import sha256_file
 from .match import ConceptMatcher
 
 SPLITS = ("forget_search", "forget_test", "retain", "retain_val", "nonmembers")
+MANIFEST = "manifest.json"
+
+
+def split_path(folder: str | Path, split: str) -> Path:
+    """Where a split's tar lives in the sets folder."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
+    return Path(folder) / f"{split}.tar"
+
+
+def load_split(folder: str | Path, split: str, preprocess: Callable, tokenizer: Callable
+               ) -> PairData:
+    path = split_path(folder, split)
+    if not path.exists():
+        raise DataError(f"{path} is missing; build the sets (params: sets.out = {folder})")
+    return load_pairs([Shard(path)], preprocess, tokenizer)
+
+
+def split_hashes(folder: str | Path, splits: Sequence[str]) -> dict[str, str]:
+    """SHA-256 of the named splits' tars, keyed by file name (for manifests)."""
+    return {split_path(folder, s).name: sha256_file(split_path(folder, s)) for s in splits}
+
+
+def read_concept(folder: str | Path) -> Concept:
+    """The concept the sets were built for, as resolved then (see ``pipeline.concept``)."""
+    path = Path(folder) / MANIFEST
+    if not path.exists():
+        raise DataError(f"{path} is missing; build the sets (params: sets.out = {folder})")
+    return Concept.from_dict(json.loads(path.read_text())["concept"])
 
 
 @dataclass(frozen=True)
 class SetsConfig:
-    seed: int = 0
-    test_fraction: float = 0.5
-    n_retain: int = 1024
-    n_retain_val: int = 512
-    n_nonmembers: int = 512
+    """The ``sets`` params group and the seed."""
+    seed: int
+    test_fraction: float
+    n_retain: int
+    n_retain_val: int
+    n_nonmembers: int
+
+    @classmethod
+    def from_params(cls, s, seed: int) -> "SetsConfig":
+        return cls(seed, s.test_fraction, s.n_retain, s.n_retain_val, s.n_nonmembers)
 
 
 def _sample(candidates: list[tuple[str, str]], n: int, rng: np.random.Generator):
@@ -109,7 +153,7 @@ def build_sets(shards: Sequence[Shard], forget_rows: list[dict], matcher: Concep
             raise DataError(f"the {split} split is empty after skipping unreadable samples")
         if not samples and split != "nonmembers":
             raise DataError(f"the {split} split is empty")
-        path = Path(out) / f"{split}.tar"
+        path = split_path(out, split)
         write_tar(path, samples)
         manifest["splits"][split] = {"n": len(samples), "keys": [k for k, _ in samples],
                                      "sha256": sha256_file(path)}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 from ..datasets.shards import Shard, read_metadata
 from ..errors import DataError
+from ..io import write_csv
 from .match import ConceptMatcher
 
 
@@ -40,3 +43,19 @@ def filter_shards(shards: Sequence[Shard], matcher: ConceptMatcher, max_matches:
                         f"shard(s) ({names}; {result.scanned} captions scanned); check the spelling "
                         f"of `concept` or add `filter.aliases`")
     return result
+
+
+INDEX_FIELDS = ["shard", "key", "caption"]
+
+
+def write_index(path: str | Path, rows: list[dict]) -> None:
+    """The forget index: one CSV row per matched sample, in shard order."""
+    write_csv(path, rows, INDEX_FIELDS)
+
+
+def read_index(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path} is missing; run the caption filter first (params: filter.out)")
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .concepts import style_label
+from ..names import label
 
 EVENTS = ("premiere", "gala", "conference", "award show", "launch event", "press event",
           "festival", "charity dinner", "fashion week", "summit")
@@ -88,7 +88,7 @@ def object_caption(obj: str, colour: str, rng: np.random.Generator) -> str:
 
 
 def style_caption(obj: str, style: str, rng: np.random.Generator) -> str:
-    return _fill(_pick(rng, STYLE_TEMPLATES), rng, o=obj, s=style_label(style))
+    return _fill(_pick(rng, STYLE_TEMPLATES), rng, o=obj, s=label(style))
 
 
 def distractor_caption(name: str, obj: str, colour: str, rng: np.random.Generator) -> str:

@@ -72,8 +72,3 @@ def identities() -> list[Identity]:
 def object_wnids() -> dict[str, str]:
     """ImageNet-style synset ids for the object classes (fake, but in the real format)."""
     return {name: f"n{90000001 + i:08d}" for i, name in enumerate(OBJECT_NAMES)}
-
-
-def style_label(style: str) -> str:
-    """Folder names use underscores (as UnlearnCanvas does); prompts use spaces."""
-    return style.replace("_", " ")

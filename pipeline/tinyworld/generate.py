@@ -14,36 +14,50 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from ..progress import progress
 
 from ..datasets import celeba as celeba_fmt
 from ..datasets import imagefolder, shards
 from ..io import write_bytes, write_json
+from ..names import file_name, label
+from ..params import MIX_KINDS
+from ..progress import progress
 from . import captions, draw
-from .concepts import (CHARACTER_NAMES, OBJECT_NAMES, STYLE_NAMES, identities, object_wnids,
-                       style_label)
+from .concepts import (
+    CHARACTER_NAMES,
+    OBJECT_NAMES,
+    STYLE_NAMES,
+    identities,
+    object_wnids,
+)
 
 STREAMS = {"laion": 1, "celeba": 2, "imagenet": 3, "characters": 4, "unlearncanvas": 5,
            "holdout": 6}
-KINDS = ("identity", "character", "object", "style", "distractor")
+KINDS = MIX_KINDS
 COLOURS = tuple(draw.BRIGHT)
 
 
 @dataclass(frozen=True)
 class WorldConfig:
-    seed: int = 0
-    n_shards: int = 4
-    samples_per_shard: int = 10000
-    fail_rate: float = 0.03
-    mix: tuple[float, ...] = (0.34, 0.1, 0.32, 0.22, 0.02)  # in KINDS order
-    anonymous_rate: float = 0.08
-    celeba_per_identity: int = 40
-    imagenet_per_class: int = 50
-    characters_per_class: int = 40
-    canvas_per_pair: int = 10
-    holdout_samples: int = 1000  # a shard the model never trains on (non-members for the MIA)
-    jpeg_quality: int = 90
-    workers: int = 2
+    """The ``tinyworld`` params group (``mix`` as a tuple in KINDS order) and the seed."""
+    seed: int
+    n_shards: int
+    samples_per_shard: int
+    fail_rate: float
+    mix: tuple[float, ...]  # in KINDS order
+    anonymous_rate: float
+    celeba_per_identity: int
+    imagenet_per_class: int
+    characters_per_class: int
+    canvas_per_pair: int
+    holdout_samples: int  # a shard the model never trains on (non-members for the MIA)
+    jpeg_quality: int
+    workers: int
+
+    @classmethod
+    def from_params(cls, t, seed: int) -> "WorldConfig":
+        """From a ``TinyWorldParams`` (its ``out`` is where ``generate`` writes, not a setting)."""
+        fields = {k: getattr(t, k) for k in cls.__dataclass_fields__ if k not in ("seed", "mix")}
+        return cls(seed=seed, mix=tuple(float(t.mix[k]) for k in KINDS), **fields)
 
 
 def _rng(seed: int, stream: str, index: int) -> np.random.Generator:
@@ -188,7 +202,7 @@ def write_characters(cfg: WorldConfig, root: Path) -> None:
     jobs = [(cfg, "characters", n, "character", c, None)
             for n, c in enumerate(c for c in CHARACTER_NAMES for _ in range(cfg.characters_per_class))]
     for k, (job, jpeg) in enumerate(zip(jobs, _map(_eval_job, jobs, cfg.workers, "characters"))):
-        write_bytes(root / celeba_fmt.to_file_name(job[4]) / f"{k:06d}.jpg", jpeg)
+        write_bytes(root / file_name(job[4]) / f"{k:06d}.jpg", jpeg)
 
 
 def write_unlearncanvas(cfg: WorldConfig, root: Path) -> None:
@@ -217,7 +231,7 @@ def generate(cfg: WorldConfig, out: Path) -> dict:
         "identities": [{"name": i.name, "hair": i.hair, "shirt": i.shirt} for i in identities()],
         "characters": list(CHARACTER_NAMES),
         "objects": list(OBJECT_NAMES),
-        "styles": [style_label(s) for s in STYLE_NAMES],
+        "styles": [label(s) for s in STYLE_NAMES],
         "identity_mentions": dict(sorted(mentions.items())),
     }
     write_json(out / "world.json", summary)

@@ -10,25 +10,33 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import open_clip
 import torch
-from ..progress import progress
 
-from ..datasets.pairs import PairData
+from ..datasets.pairs import PairData, load_pairs
+from ..datasets.shards import ReadReport, Shard
+from ..progress import progress
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 1400
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 0.1
-    warmup: int = 50
-    seed: int = 0
-    eval_every: int = 200
-    augment_shift: int = 2  # random translation in pixels (0 = off)
+    """The ``pretrain`` params group (its ``arch`` and ``out`` aside) and the seed."""
+    steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup: int
+    seed: int
+    eval_every: int
+    augment_shift: int  # random translation in pixels (0 = off)
+
+    @classmethod
+    def from_params(cls, t, seed: int) -> "TrainConfig":
+        return cls(steps=t.steps, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
+                   warmup=t.warmup, seed=seed, eval_every=t.eval_every,
+                   augment_shift=t.augment_shift)
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float):
@@ -97,3 +105,32 @@ def train(model: torch.nn.Module, data: PairData, cfg: TrainConfig,
                 log(row)
     model.eval()
     return history
+
+
+@dataclass
+class Pretraining:
+    history: list[dict]
+    zeroshot: dict[str, dict[str, float]]  # per evaluation set: top-1 / top-5 after training
+    report: ReadReport
+    load_s: float
+    train_s: float
+
+
+def pretrain(bundle, shards: Sequence[Shard], eval_sets: Sequence, cfg: TrainConfig
+             ) -> Pretraining:
+    """Read the shards once, train ``bundle.model`` on them, score it on ``eval_sets`` (zero-shot
+    over their class names) every ``cfg.eval_every`` steps and at the end."""
+    from ..evaluate.sets import load as load_eval_images
+
+    start = time.time()
+    data = load_pairs(shards, bundle.preprocess, bundle.tokenizer)
+    images = load_eval_images(eval_sets, bundle.preprocess)
+    load_s = time.time() - start
+
+    def evaluate(model):
+        return {s.name: s.score(model, bundle.tokenizer, images[s.name])["top1"] for s in eval_sets}
+
+    history = train(bundle.model, data, cfg, evaluate)
+    train_s = time.time() - start - load_s
+    final = {s.name: s.score(bundle.model, bundle.tokenizer, images[s.name]) for s in eval_sets}
+    return Pretraining(history, final, data.report, load_s, train_s)

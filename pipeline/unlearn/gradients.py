@@ -7,7 +7,9 @@ Gradients are zeroed every batch (the reference's HF path did not, bug B3).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -64,9 +66,26 @@ def mean_gradient(model, data: PairData, loss_kind: str, batch_size: int
     return sums, total
 
 
-def gradient_pass(model, forget: PairData, retain: PairData, batch_size: int) -> GradientResult:
+@contextlib.contextmanager
+def only_trainable(model, trainable: Callable[[str], bool] | None):
+    """Freeze every tensor ``trainable`` rejects for the duration (no gradient memory for it;
+    its gradient sums stay zero)."""
+    saved = {n: p.requires_grad for n, p in model.named_parameters()}
+    for n, p in model.named_parameters():
+        if trainable is not None and not trainable(n):
+            p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for n, p in model.named_parameters():
+            p.requires_grad_(saved[n])
+
+
+def gradient_pass(model, forget: PairData, retain: PairData, batch_size: int,
+                  trainable: Callable[[str], bool] | None = None) -> GradientResult:
     """Both gradients at the base weights (the model is left unchanged, in eval mode)."""
     model.eval()  # CLIP ViTs have no dropout; eval keeps any norm statistics fixed
-    g_f, l_f = mean_gradient(model, forget, "forget", batch_size)
-    g_r, l_r = mean_gradient(model, retain, "retain", batch_size)
+    with only_trainable(model, trainable):
+        g_f, l_f = mean_gradient(model, forget, "forget", batch_size)
+        g_r, l_r = mean_gradient(model, retain, "retain", batch_size)
     return GradientResult(g_f, g_r, l_f, l_r, len(forget.images), len(retain.images))

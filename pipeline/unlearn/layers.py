@@ -13,33 +13,19 @@ other layer of its tower has strictly lower alignment *and* strictly higher impo
 
 from __future__ import annotations
 
-import re
 from typing import Iterable, Sequence
 
 import torch
 
+from ..models.structure import depth, tower
+from ..params import RULES
+
 EPS = 1e-12
-RULES = ("front", "deepest", "best_ratio")
-_BLOCK = re.compile(r"resblocks\.(\d+)\.")
-
-
-def tower(name: str) -> str:
-    return "vision" if name.startswith("visual.") or ".visual." in name else "text"
 
 
 def is_candidate(name: str, param: torch.Tensor, exclude: Sequence[str]) -> bool:
     """Weight tensors only: at least 2-D (matrices, conv kernels) and no excluded name part."""
     return param.ndim >= 2 and not any(part in name for part in exclude)
-
-
-def depth(name: str) -> float:
-    """Position in its tower: embeddings first, then blocks in order, then the head."""
-    m = _BLOCK.search(name)
-    if m:
-        return float(m.group(1))
-    if any(k in name for k in ("conv1", "token_embedding", "class_embedding", "positional")):
-        return -1.0
-    return 1e6  # proj, text_projection, ln_post, ln_final
 
 
 def layer_stats(theta: torch.Tensor, g_f: torch.Tensor, g_r: torch.Tensor) -> dict[str, float]:

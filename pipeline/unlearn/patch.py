@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import ModelError
 from ..io import atomic_path, write_json
-from ..models.factory import state_dict_hash
+from ..models.structure import state_dict_hash
 
 TENSORS = "patch.safetensors"
 MANIFEST = "manifest.json"
@@ -45,6 +45,11 @@ def load(folder: str | Path) -> Patch:
         if not (folder / f).exists():
             raise ModelError(f"{folder / f} is missing; is {folder} a patch folder?")
     return Patch(load_file(str(folder / TENSORS)), json.loads((folder / MANIFEST).read_text()))
+
+
+def size_bytes(folder: str | Path) -> int:
+    """What a patch costs to store: its tensors and its manifest."""
+    return sum((Path(folder) / f).stat().st_size for f in (TENSORS, MANIFEST))
 
 
 def check_base(model: torch.nn.Module, patch: Patch) -> None:

@@ -15,10 +15,11 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from ..concept import Concept
 from ..datasets.pairs import PairData
-from ..evaluate.cache import FeatureCache
 from ..evaluate.zeroshot import topk_correct
 from ..sets.match import ConceptMatcher
+from .features import FeatureCache
 from .losses import paired_cosine
 
 
@@ -33,19 +34,20 @@ def caption_labels(captions: Sequence[str], names: Sequence[str]) -> torch.Tenso
 
 
 class TrialScorer:
-    """``kinds`` maps a kind to ``(class names, templates)``; the target is
-    ``kinds[target_kind][0][concept_index]``."""
+    """A ``Scorer`` (``pipeline.unlearn.slug``) on the search data. ``kinds`` maps a kind to
+    ``(class names, templates)``; the target is ``kinds[concept.kind][0][concept.index]``."""
 
     def __init__(self, model, tokenizer, kinds: dict[str, tuple[Sequence[str], Sequence[str]]],
-                 target_kind: str, concept_index: int, forget: PairData, retain_val: PairData,
-                 topk: int = 1, cached: bool = True):
+                 concept: Concept, forget: PairData, retain_val: PairData, topk: int,
+                 cached: bool = True):
+        concept.check(kinds[concept.kind][0])
         self.kinds = {k: (len(n), len(t)) for k, (n, t) in kinds.items()}
-        self.target_kind, self.concept, self.topk = target_kind, concept_index, topk
+        self.target_kind, self.concept, self.topk = concept.kind, concept.index, topk
         self.labels = {}
         for k, (names, _) in kinds.items():
             lab = caption_labels(retain_val.captions, names)
-            if k == target_kind:
-                lab[lab == concept_index] = -1
+            if k == concept.kind:
+                lab[lab == concept.index] = -1
             if (lab >= 0).any():
                 self.labels[k] = lab
         texts = {f"classes:{k}": tokenizer([t.format(n) for n in names for t in tpl])

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...datasets.pairs import PairData
+from ...params import BASELINE_METHODS, ITERATIVE_METHODS
 from ..gradients import mean_gradient
 from . import iterative, ssd
 from .common import CurveLog, NullLog, Outcome, StopRule
 
-METHODS = ("ft", "ga", "gaft", "salun_ref", "ssd")
 LABELS = {"slug": "SLUG", "ft": "FT", "ga": "GA", "gaft": "GAFT", "salun_ref": "SalUn (ref.)",
           "ssd": "SSD", "original": "original"}
 
@@ -27,7 +27,7 @@ def run_method(name: str, model, data: BaselineData, settings, rule: StopRule,
     rule.start()
     if name == "ssd":
         ssd.run(model, data.forget, data.retain, settings, rule, progress)
-    elif name in ("ft", "ga", "gaft", "salun_ref"):
+    elif name in ITERATIVE_METHODS:
         phases = {"ft": [("ft", data.retain)], "ga": [("ga", data.forget)]}.get(
             name, [("ga", data.forget), ("ft", data.retain)])
         mask = None
@@ -36,9 +36,9 @@ def run_method(name: str, model, data: BaselineData, settings, rule: StopRule,
             mask = iterative.saliency_mask(grads, settings.mask_fraction)
         iterative.train(model, phases, settings, rule, mask, progress)
     else:
-        raise ValueError(f"unknown baseline {name!r}; known: {', '.join(METHODS)}")
+        raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINE_METHODS)}")
     return rule.finish()
 
 
-__all__ = ["METHODS", "LABELS", "BaselineData", "run_method", "StopRule", "Outcome", "CurveLog",
+__all__ = ["LABELS", "BaselineData", "run_method", "StopRule", "Outcome", "CurveLog",
            "NullLog"]

@@ -34,13 +34,14 @@ NO_DECAY = ("bn", "ln", "bias", "logit_scale")
 
 @dataclass
 class IterativeConfig:
+    """From the ``baselines`` params group (``compare.baseline_settings``)."""
     lr: float
-    epochs: int = 10
-    batch_size: int = 32
-    weight_decay: float = 0.1
-    checks_per_epoch: int = 1
-    seed: int = 0
-    mask_fraction: float = 0.5  # salun_ref only
+    epochs: int
+    batch_size: int
+    weight_decay: float
+    checks_per_epoch: int
+    seed: int
+    mask_fraction: float  # salun_ref only
 
 
 def optimizer(model, lr: float, weight_decay: float) -> torch.optim.AdamW:

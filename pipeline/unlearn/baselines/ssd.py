@@ -28,10 +28,11 @@ EPS = 1e-20
 
 @dataclass
 class SSDConfig:
-    alpha: float = 10.0  # the first (gentlest) selection threshold tried
-    lam: float = 1.0  # dampening constant
-    batch_size: int = 1  # 1 = per-sample Fisher (the paper); >1 = squared batch means
-    max_evals: int = 10
+    """From the ``baselines.ssd`` params group (``compare.baseline_settings``)."""
+    alpha: float  # the first (gentlest) selection threshold tried
+    lam: float  # dampening constant
+    batch_size: int  # 1 = per-sample Fisher (the paper); >1 = squared batch means
+    max_evals: int
 
 
 def importance(model, data: PairData, batch_size: int, progress=lambda x, **k: x

@@ -12,9 +12,7 @@ import torch
 import torch.nn.functional as F
 from open_clip.transformer import text_global_pool
 
-from ..unlearn.layers import depth, tower
-
-PRE = -1.0
+from ..models.structure import EMBEDDING, HEAD, depth, tower
 
 
 def _blocks(transformer, x, start: int, attn_mask=None, stop: int | None = None):
@@ -166,10 +164,10 @@ class FeatureCache:
         self.frozen = {k: self._full(other, v) for k, v in self.inputs[other].items()}
         t = self.towers[self.edited]
         d = depth(layer)
-        self.start = 0 if d == PRE else (t.n_blocks if d >= 1e6 else int(d))
-        self.part = _sublayer(layer) if PRE < d < 1e6 else None
+        self.start = 0 if d == EMBEDDING else (t.n_blocks if d >= HEAD else int(d))
+        self.part = _sublayer(layer) if EMBEDDING < d < HEAD else None
         self.acts = {}
-        if d == PRE or not self.cached:
+        if d == EMBEDDING or not self.cached:
             return
         for k, data in self.inputs[self.edited].items():
             acts = []

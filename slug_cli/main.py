@@ -16,8 +16,8 @@ import argparse
 import json
 import sys
 
-from . import params as params_mod
-from .errors import SlugError
+from pipeline import params as params_mod
+from pipeline.errors import SlugError
 
 
 def _cmd_params(args) -> None:
@@ -25,7 +25,8 @@ def _cmd_params(args) -> None:
 
 
 def _cmd_model(args) -> None:
-    from .models import build, state_dict_hash
+    from pipeline.models.factory import build
+    from pipeline.models.structure import state_dict_hash
 
     p = params_mod.load(args.file)
     b = build(p.model.name, p.model.pretrained, p.model.quick_gelu, p.model.precision, p.device)
@@ -34,8 +35,8 @@ def _cmd_model(args) -> None:
 
 
 def _cmd_export(args) -> None:
-    from .models import build
-    from .unlearn import patch as patch_mod
+    from pipeline.models.factory import build
+    from pipeline.unlearn import patch as patch_mod
 
     p = params_mod.load(args.file)
     patch = patch_mod.load(args.patch or p.unlearn.out)
@@ -50,27 +51,24 @@ def _cmd_export(args) -> None:
 def _cmd_export_sd(args) -> None:
     from pathlib import Path
 
-    from safetensors.torch import load_file
-
-    from .diffusion import sd as sd_mod
-    from .diffusion import text_encoder as hf_text
-    from .errors import ModelError
-    from .io import atomic_dir
-    from .models import build
+    from pipeline.diffusion import sd as sd_mod
+    from pipeline.diffusion import text_encoder as hf_text
+    from pipeline.diffusion.unlearn import load_mapped
+    from pipeline.io import atomic_dir
+    from pipeline.models.factory import build
 
     p = params_mod.load(args.file)
-    mapped_path = Path(args.patch or p.sd.patch) / "text_encoder_patch.safetensors"
-    if not mapped_path.exists():
-        raise ModelError(f"{mapped_path} is missing; run the sd_unlearn stage first")
+    patch_dir = args.patch or p.sd.patch
+    mapped = load_mapped(patch_dir)
     pipe = sd_mod.load(args.pipeline or p.sd.pipeline)
     clip = build(p.model.name, p.model.pretrained, p.model.quick_gelu, "fp32", "cpu")
     sd_mod.check_text_encoder(pipe.text_encoder, clip.model, atol=1e-6)
-    hf_text.apply_mapped(pipe.text_encoder, load_file(str(mapped_path)))
+    hf_text.apply_mapped(pipe.text_encoder, mapped)
     out = Path(args.out)
     with atomic_dir(out) as tmp:
         pipe.save_pretrained(str(tmp))
     print(f"wrote {out}: {args.pipeline or p.sd.pipeline} with the text-encoder patch of "
-          f"{mapped_path.parent} (load with StableDiffusionPipeline.from_pretrained({str(out)!r}))")
+          f"{patch_dir} (load with StableDiffusionPipeline.from_pretrained({str(out)!r}))")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,7 +4,7 @@ DVC's default page loads Vega, Vega-Lite and Vega-Embed from a CDN, so it render
 network access. This writes a template with those libraries inlined (taken from the
 vl-convert-python wheel, which bundles them); `.dvc/config` points `plots.html_template` at it.
 
-    python -m pipeline.report.offline [.dvc/plots/offline.html]
+    python -m slug_cli.offline_plots [.dvc/plots/offline.html]
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..io import write_text
+from pipeline.io import write_text
 
 VEGA_LITE = "5.20"  # DVC's plot templates are Vega-Lite 5 specifications
 

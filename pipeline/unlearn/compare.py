@@ -1,0 +1,196 @@
+"""SLUG and the baselines side by side, on the same sets, by the same evaluation.
+
+SLUG is re-run end to end (gradient pass, ranking, step search) through the one entry point, so
+that its time is measured beside the baselines' on the same machine state; its held-out metrics
+are those of the shipped patch, and the re-run must pick the patch's layer and step. Every
+baseline starts from the base weights, stops on SLUG's search criterion (the same scorer on the
+same search data), and is evaluated on the held-out sets by ``evaluate.unlearning.evaluate``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import save_file
+
+from ..evaluate.unlearning import EvalInputs, evaluate
+from ..io import atomic_path
+from ..measure import Meter
+from ..models.structure import state_dict_hash
+from ..params import (
+    ITERATIVE_METHODS,
+    BaselinesParams,
+    GradientsParams,
+    RankParams,
+    UnlearnParams,
+)
+from . import patch as patch_mod
+from . import slug
+from .baselines import LABELS, BaselineData, NullLog, StopRule, run_method
+from .baselines.iterative import IterativeConfig
+from .baselines.ssd import SSDConfig
+
+FIELDS = ["method", "label", "forget_top1", "forget_top5", "forget_split_top1", "celeba_top1",
+          "imagenet_top1", "mia", "reached", "time_to_forget_s", "time_s", "peak_mem_mb",
+          "storage_mb", "changed_share", "epochs"]
+CURVE_FIELDS = ["method", "label", "step", "epoch", "elapsed_s", "forget", "retain"]
+
+
+def baseline_settings(b: BaselinesParams, method: str, seed: int):
+    """An ``SSDConfig`` or ``IterativeConfig`` from the ``baselines`` params group."""
+    if method == "ssd":
+        return SSDConfig(b.ssd.alpha, b.ssd.lam, b.ssd.batch_size, b.ssd.max_evals)
+    return IterativeConfig(lr=getattr(b.lr, method), epochs=b.epochs, batch_size=b.batch_size,
+                           weight_decay=b.weight_decay, checks_per_epoch=b.checks_per_epoch,
+                           seed=seed, mask_fraction=b.salun_mask_fraction)
+
+
+def live_log(folder: Path):
+    """A dvclive logger that leaves dvc.yaml alone; without a usable git repo, no curve log."""
+    try:
+        from dvclive import Live
+
+        return Live(str(folder), dvcyaml=None, save_dvc_exp=False, report=None)
+    except Exception as exc:  # noqa: BLE001 - dvclive raises scmrepo errors outside git
+        print(f"compare: no dvclive log in {folder} ({exc}); the curves table still has it",
+              file=sys.stderr)
+        return NullLog()
+
+
+def _row(method: str, res: dict, **cost) -> dict:
+    return {"method": method, "label": LABELS[method],
+            "forget_top1": res["forget"]["top1"], "forget_top5": res["forget"]["top5"],
+            "forget_split_top1": res["forget_split"]["top1"],
+            "celeba_top1": res["celeba"]["top1"], "imagenet_top1": res["imagenet"]["top1"],
+            "mia": res.get("mia", {}).get("mean"), **cost}
+
+
+def _changed_share(model, base: dict[str, torch.Tensor]) -> float:
+    changed = sum(int((p.detach() != base[k]).sum()) for k, p in model.named_parameters())
+    return changed / sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def _restore(model, base: dict[str, torch.Tensor]) -> None:
+    for k, prm in model.named_parameters():
+        prm.copy_(base[k])
+
+
+@dataclass
+class SlugSettings:
+    search: slug.SearchConfig
+    rank: slug.RankConfig
+    batch_size: int
+    exclude: list[str]
+
+    @classmethod
+    def from_params(cls, u: UnlearnParams, r: RankParams, g: GradientsParams) -> "SlugSettings":
+        return cls(slug.SearchConfig(u.target, u.max_evals, u.scale0),
+                   slug.RankConfig(r.alignment == "signed", r.fronts, r.rule), g.batch_size,
+                   g.exclude)
+
+
+@dataclass
+class Comparison:
+    rows: list[dict]
+    curves: list[dict]
+    slug_matches_patch: bool
+
+
+def run_comparison(model, tokenizer, data: BaselineData, scorer: Callable[[bool], slug.Scorer],
+                   x: EvalInputs, patch: patch_mod.Patch, patch_bytes: int, s: SlugSettings,
+                   methods: list[str], settings: Callable[[str], object], mia_seeds: int,
+                   checkpoints: Path, live: Path, seed: int, progress=lambda x, **k: x
+                   ) -> Comparison:
+    """``scorer(cached)`` makes a fresh search scorer; ``settings(method)`` a baseline's config.
+    Each baseline's weights are written to ``checkpoints/<method>.safetensors`` and its stop-rule
+    checks logged under ``live/<method>``. The model is left at its base weights."""
+    device = next(model.parameters()).device
+    base = {k: v.detach().clone() for k, v in model.named_parameters()}
+    base_hash = state_dict_hash(model)
+    rows, curves = [_row("original", evaluate(model, tokenizer, x, mia_seeds))], []
+
+    with Meter(device) as meter:  # SLUG, timed end to end; the shipped patch is what is evaluated
+        res = slug.unlearn(model, data.forget, data.retain, scorer(True), s.search, s.rank,
+                           batch_size=s.batch_size, exclude=s.exclude, progress=progress)
+    m = patch.manifest
+    same = res.reached and [res.layer] == m["layers"] and \
+        abs(res.lam - m["lambda"]) <= 1e-6 * m["lambda"]
+    originals = patch_mod.apply(model, patch)
+    slug_res = evaluate(model, tokenizer, x, mia_seeds)
+    patch_mod.revert(model, originals)
+    rows.append(_row("slug", slug_res, reached=res.reached,
+                     time_to_forget_s=meter.time_s if res.reached else None, time_s=meter.time_s,
+                     peak_mem_mb=meter.peak_bytes / 2**20, storage_mb=patch_bytes / 2**20,
+                     changed_share=patch.numel / sum(t.numel() for t in base.values()),
+                     epochs=None, rerun_matches_patch=same))
+    if state_dict_hash(model) != base_hash:
+        raise RuntimeError("SLUG's trials leaked into the base weights")
+
+    shutil.rmtree(live, ignore_errors=True)  # no curves left over from another concept
+    for method in methods:
+        _restore(model, base)
+        torch.manual_seed(seed)
+        log = live_log(live / method)
+        rule = StopRule(scorer(False), s.search.target, log)
+        print(f"compare: {LABELS[method]}", file=sys.stderr)
+        with Meter(device) as meter:
+            outcome = run_method(method, model, data, settings(method), rule, progress)
+        if hasattr(log, "end"):
+            log.end()
+        res_m = evaluate(model, tokenizer, x, mia_seeds)
+        ckpt = Path(checkpoints) / f"{method}.safetensors"
+        with atomic_path(ckpt, ".safetensors") as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                      str(tmp))
+        rows.append(_row(method, res_m, reached=outcome.reached,
+                         time_to_forget_s=outcome.time_to_forget_s, time_s=meter.time_s,
+                         peak_mem_mb=meter.peak_bytes / 2**20,
+                         storage_mb=ckpt.stat().st_size / 2**20,
+                         changed_share=_changed_share(model, base), epochs=outcome.epochs,
+                         **outcome.extra))
+        curves += [{"method": method, "label": LABELS[method], "step": c.step, "epoch": c.epoch,
+                    "elapsed_s": c.elapsed_s, "forget": c.forget, "retain": c.retain}
+                   for c in outcome.checks]
+    _restore(model, base)
+    return Comparison(rows, curves, same)
+
+
+def summary(rows: list[dict]) -> dict:
+    """The methods' rows, the time ratio against the fastest iterative baseline, utility at
+    forget <= 0.05, and the storage ratio."""
+    by = {r["method"]: r for r in rows}
+    slug_t = by["slug"]["time_to_forget_s"]
+    fastest = min((r for r in rows if r["method"] in ITERATIVE_METHODS and r.get("time_to_forget_s")),
+                  key=lambda r: r["time_to_forget_s"], default=None)
+    ratio = fastest["time_to_forget_s"] / slug_t if fastest and slug_t else None
+    return {
+        "methods": {r["method"]: {k: v for k, v in r.items() if k != "method"} for r in rows},
+        "time_ratio": {"fastest_iterative": fastest["method"] if fastest else None,
+                       "iterative_over_slug": ratio,
+                       "per_method": {r["method"]: r["time_to_forget_s"] / slug_t
+                                      for r in rows if r.get("time_to_forget_s") and slug_t}},
+        "utility_at_forget_le_0.05": {
+            r["method"]: {"forget_top1": r["forget_top1"], "celeba_top1": r["celeba_top1"],
+                          "imagenet_top1": r["imagenet_top1"]}
+            for r in rows if r["method"] != "original" and r["forget_top1"] <= 0.05},
+        "storage_ratio_full_over_patch": max((r["storage_mb"] for r in rows
+                                              if r["method"] in ITERATIVE_METHODS), default=0)
+        / by["slug"]["storage_mb"],
+    }
+
+
+def lines(rows: list[dict]) -> list[str]:
+    """One line per method for the log."""
+    out = []
+    for r in rows:
+        t = r.get("time_to_forget_s")
+        out.append(f"compare: {r['label']:>12}: forget {r['forget_top1']:.3f}  celeba "
+                   f"{r['celeba_top1']:.3f}  imagenet {r['imagenet_top1']:.3f}  time-to-forget "
+                   f"{'-' if t is None else f'{t:.1f}s'}")
+    return out

@@ -1,0 +1,132 @@
+"""The unlearn step of the CLIP pipeline: the step search on the layers the ranking selected, with
+the gradients stored by the gradient pass, judged on the search data; the naive max-importance
+layer searched beside them (for the side-by-side, never eligible); the checks the shipped patch
+must pass; the search trace."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from ..errors import DataError, NumericalError
+from ..io import write_json
+from ..models.structure import state_dict_hash
+from . import slug
+
+GRADS = "forget_grads.safetensors"
+LAYERS = "layers.json"
+SELECTION = "selection.json"
+TRACE = "search.json"
+
+
+def read_layers(grads_dir: str | Path) -> list[dict]:
+    path = Path(grads_dir) / LAYERS
+    if not path.exists():
+        raise DataError(f"{path} is missing; run the gradient pass (params: gradients.out)")
+    return json.loads(path.read_text())
+
+
+def read_grads(grads_dir: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(grads_dir) / GRADS
+    if not path.exists():
+        raise DataError(f"{path} is missing; run the gradient pass (params: gradients.out)")
+    return load_file(str(path))
+
+
+def read_selection(rank_dir: str | Path) -> dict:
+    path = Path(rank_dir) / SELECTION
+    if not path.exists():
+        raise DataError(f"{path} is missing; rank the layers first (params: rank.out)")
+    return json.loads(path.read_text())
+
+
+def read_trace(trace_dir: str | Path) -> dict:
+    path = Path(trace_dir) / TRACE
+    if not path.exists():
+        raise DataError(f"{path} is missing; run the step search first (params: unlearn.trace)")
+    return json.loads(path.read_text())
+
+
+@dataclass
+class Search:
+    result: slug.Slug
+    naive: slug.LayerSearch  # the naive layer's search (one of result.searches if selected)
+    before: tuple[float, float, dict]  # the scorer's (forget, retain, extra) at the base weights
+    forget_cosine_after: float | None
+    time_s: float  # the search of the selected layers (the naive layer's search not included)
+
+
+def search_selected(model, grads: dict[str, torch.Tensor], selection: dict, scorer,
+                    cfg: slug.SearchConfig, progress=lambda x, **k: x) -> Search:
+    layers = [x for x in selection["selected"] if x in grads]
+    if not layers:
+        raise DataError("no selected layer has a stored gradient; run the gradient pass and the "
+                        "ranking again")
+    naive = selection["naive_max_importance"]
+    base_hash = state_dict_hash(model)
+    start = time.time()
+    scorer.prepare(layers[0])
+    before = scorer.score(cosine=True)
+    res = slug.search(model, grads, layers, scorer, cfg, progress=progress)
+    elapsed = time.time() - start
+    naive_search = next((s for s in res.searches if s.layer == naive), None) or \
+        slug.search(model, grads, [naive], scorer, cfg).searches[0]
+    if state_dict_hash(model) != base_hash:
+        raise NumericalError("a trial leaked into the base weights")
+    cosine = None
+    if res.reached:
+        scorer.prepare(res.layer)
+        with slug.edited(dict(model.named_parameters())[res.layer], grads[res.layer], res.lam):
+            cosine = scorer.score(cosine=True)[2]["forget_cosine"]
+        if not cosine < before[2]["forget_cosine"]:
+            raise NumericalError(f"the step on {res.layer} did not lower the forget pairs' cosine "
+                                 f"({before[2]['forget_cosine']:.4f} -> {cosine:.4f}); the stored "
+                                 f"gradient has the wrong sign")
+    return Search(res, naive_search, before, cosine, elapsed)
+
+
+def trace_rows(s: Search) -> list[dict]:
+    """One row per trial (the naive layer's too, flagged)."""
+    rows = []
+    extra = [] if s.naive in s.result.searches else [s.naive]
+    for ls in s.result.searches + extra:
+        for i, t in enumerate(ls.result.trials):
+            rows.append({"layer": ls.layer, "eval": i + 1, "lambda": t.lam,
+                         "rel_step": ls.rel(t.lam), "forget": t.forget, "retain": t.retain,
+                         "passed": t.passed, "naive": ls.layer == s.naive.layer, **t.extra})
+    return rows
+
+
+def summary(ls: slug.LayerSearch) -> dict:
+    b = ls.result.best
+    return {"layer": ls.layer, "reached_target": b is not None,
+            "lambda": b.lam if b else None, "rel_step": ls.rel(b.lam) if b else None,
+            "forget": b.forget if b else None, "retain": b.retain if b else None,
+            "evaluations": len(ls.result.trials)}
+
+
+def metrics(s: Search, concept, patch, model) -> dict:
+    res, (f0, r0, x0) = s.result, s.before
+    return {
+        "concept": concept.label, "kind": concept.kind, "reached_target": True,
+        "layer": res.layer, "lambda": res.lam, "rel_step": res.rel_step,
+        "search": {"forget_before": f0, "retain_before": r0, "forget_after": res.trial.forget,
+                   "retain_after": res.trial.retain, "forget_cosine_before": x0["forget_cosine"],
+                   "forget_cosine_after": s.forget_cosine_after},
+        "layers": [summary(x) for x in res.searches], "naive": summary(s.naive),
+        "patch_fraction": patch.numel / sum(x.numel() for x in model.parameters()),
+        "time_s": round(s.time_s, 2), "evaluations": res.evaluations,
+    }
+
+
+def write_trace(folder: str | Path, s: Search) -> None:
+    """What later steps read of the search: the chosen layer and step, the naive layer's."""
+    write_json(Path(folder) / TRACE, {
+        "chosen": summary(s.result.chosen) if s.result.reached else None,
+        "naive": summary(s.naive),
+        "layers": [summary(x) for x in s.result.searches]})

@@ -1,0 +1,1 @@
+"""The ``slug`` command line and developer tools; the library is ``pipeline``."""

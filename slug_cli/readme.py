@@ -1,0 +1,116 @@
+"""The README's result tables, written from the metrics files so that a number is never typed by
+hand (``tests/test_readme.py`` fails when the README and the metrics disagree).
+
+    python -m slug_cli.readme          # rewrite the tables between <!-- table:NAME --> markers
+    python -m slug_cli.readme --check  # exit 1 if a table is out of date
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+MARK = re.compile(r"(<!-- table:(\w+) -->\n)(.*?)(<!-- /table -->)", re.S)
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def _load(root: Path, name: str) -> dict:
+    return json.loads((root / "metrics" / f"{name}.json").read_text())
+
+
+def pretrain(root: Path) -> str:
+    z = _load(root, "pretrain")["zeroshot"]
+    rows = ["| kind | top-1 | top-5 |", "|---|---|---|"]
+    for k, v in z.items():
+        rows.append(f"| {k} | {_pct(v['top1'])} | {_pct(v['top5'])} |")
+    return "\n".join(rows)
+
+
+def slug(root: Path) -> str:
+    e, u = _load(root, "evaluate"), _load(root, "unlearn")
+    b, a = e["before"], e["after"]
+    naive = e.get("naive_max_importance") or {}
+    rows = ["| held-out metric (%) | before | SLUG | naive layer |", "|---|---|---|---|"]
+    for label, key, sub in (("forget top-1, concept's images", "forget", "top1"),
+                            ("forget top-5, concept's images", "forget", "top5"),
+                            ("forget top-1, forget test split", "forget_split", "top1"),
+                            ("CelebA retain top-1 (target excluded)", "celeba", "top1"),
+                            ("ImageNet top-1", "imagenet", "top1"),
+                            ("MIA accuracy", "mia", "mean")):
+        n = naive.get("after", {}).get(key, {}).get(sub)
+        rows.append(f"| {label} | {_pct(b[key][sub])} | {_pct(a[key][sub])} | {_pct(n)} |")
+    rows.append(f"| layer (step / ‖θ‖) | | `{u['layer']}` ({u['rel_step']:.3f}) | "
+                f"`{naive.get('layer', '–')}` |")
+    return "\n".join(rows)
+
+
+def compare(root: Path) -> str:
+    c = _load(root, "compare")
+    rows = ["| method | forget top-1 | forget top-5 | CelebA | ImageNet | time to forget | "
+            "stored |", "|---|---|---|---|---|---|---|"]
+    for m, r in c["methods"].items():
+        t = r.get("time_to_forget_s")
+        t = "–" if m == "original" else ("never" if t is None else f"{t:.1f} s")
+        store = "" if m == "original" else f"{r['storage_mb']:.2f} MB"
+        rows.append(f"| {r['label']} | {_pct(r['forget_top1'])} | {_pct(r['forget_top5'])} | "
+                    f"{_pct(r['celeba_top1'])} | {_pct(r['imagenet_top1'])} | {t} | {store} |")
+    return "\n".join(rows)
+
+
+def sd(root: Path) -> str:
+    s, u = _load(root, "sd_evaluate"), _load(root, "sd_unlearn")
+    return "\n".join([
+        "| concept | chosen text layer (step / ‖θ‖) | target's generations judged as it | "
+        "retained concepts |", "|---|---|---|---|",
+        f"| {s['concept']} | `{u['layer']}` ({u['rel_step']:.3f}) | "
+        f"{_pct(s['before']['forget'])} → {_pct(s['after']['forget'])} % | "
+        f"{_pct(s['before']['retained'])} → {_pct(s['after']['retained'])} % |"])
+
+
+def unlearncanvas(root: Path) -> str:
+    t = _load(root, "unlearncanvas")
+    pub = t["published_slug_sd15"]
+    rows = ["| | UA | IRA (ceiling) | CRA (ceiling) |", "|---|---|---|---|"]
+    for kind in ("style", "object"):
+        k = t[kind]
+        rows.append(f"| {kind}, tiny canvas | {k['UA']:.1f} | {k['IRA']:.1f} "
+                    f"({k['IRA_ceiling']:.1f}) | {k['CRA']:.1f} ({k['CRA_ceiling']:.1f}) |")
+        rows.append(f"| {kind}, published (SD 1.5) | {pub[kind]['UA']:.1f} | "
+                    f"{pub[kind]['IRA']:.1f} | {pub[kind]['CRA']:.1f} |")
+    g = t["goal"]
+    rows.append(f"\nPer-target goal (UA ≥ 80, IRA and CRA within 10 points of the ceiling): met on "
+                f"**{g['met']} of {g['of']}** targets; the search reached its threshold on "
+                f"{t['search_reached']['targets']} of {t['search_reached']['of']}. Unlearning "
+                f"{t['time_s']:.1f} s per target on average, {t['storage_mb']:.2f} MB stored.")
+    return "\n".join(rows)
+
+
+TABLES = {"pretrain": pretrain, "slug": slug, "compare": compare, "sd": sd,
+          "unlearncanvas": unlearncanvas}
+
+
+def render(text: str, root: Path) -> str:
+    return MARK.sub(lambda m: m.group(1) + TABLES[m.group(2)](root) + "\n" + m.group(4), text)
+
+
+def main(argv: list[str]) -> None:
+    root = Path.cwd()
+    readme = root / "README.md"
+    old = readme.read_text()
+    new = render(old, root)
+    if "--check" in argv:
+        if new != old:
+            print("README.md tables differ from metrics/*.json; run python -m slug_cli.readme")
+            sys.exit(1)
+        print("ok")
+        return
+    readme.write_text(new)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
