@@ -3,8 +3,14 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.datasets.shards import (ReadReport, Shard, count_samples, iter_samples, list_shards,
-                                      read_metadata)
+from pipeline.datasets.shards import (
+    ReadReport,
+    Shard,
+    count_samples,
+    iter_samples,
+    list_shards,
+    read_metadata,
+)
 from pipeline.errors import DataError
 
 
