@@ -52,7 +52,7 @@ def edited(param: torch.nn.Parameter, grad: torch.Tensor, lam: float):
     """Temporarily set ``param = theta0 + lam * grad``; restore the original bytes afterwards."""
     theta0 = param.detach().clone()
     with torch.no_grad():
-        param.add_(grad.to(param.device, param.dtype), alpha=lam)
+        param.copy_(step(theta0, grad, lam))
     try:
         yield
     finally:
@@ -159,7 +159,7 @@ class Slug:
     def tensors(self, model) -> dict[str, torch.Tensor]:
         """The edited tensor(s), as a patch stores them."""
         theta = model.state_dict()[self.layer]
-        return {self.layer: theta + self.lam * self.grads[self.layer]}
+        return {self.layer: step(theta, self.grads[self.layer], self.lam)}
 
     def patch(self, model, head: dict, **tail):
         """A ``Patch`` with the manifest ``head`` (concept, kind), then the layer, step and
