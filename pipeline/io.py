@@ -80,6 +80,31 @@ def write_csv(path: str | os.PathLike, rows: list[dict], fields: list[str] | Non
     write_text(path, buf.getvalue())
 
 
+META_KEY = "slug"
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict, meta: dict | None = None) -> Path:
+    """Tensors as safetensors, atomically, with ``meta`` under one key as sorted JSON: the file's
+    bytes depend only on its content (safetensors writes several metadata keys in a random order,
+    measured: two identical runs gave two file hashes)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    with atomic_path(path, ".safetensors") as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
+                  metadata={META_KEY: json.dumps(meta, sort_keys=True)} if meta else None)
+    return path
+
+
+def tensors_meta(path: str | os.PathLike) -> dict:
+    """What ``save_tensors`` recorded (a file written another way: its metadata as it is)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    return json.loads(meta[META_KEY]) if META_KEY in meta else dict(meta)
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

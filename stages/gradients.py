@@ -6,10 +6,9 @@ from __future__ import annotations
 import time
 
 import torch
-from safetensors.torch import save_file
 
 from pipeline.entry import run
-from pipeline.io import atomic_dir, write_json
+from pipeline.io import atomic_dir, save_tensors, write_json
 from pipeline.models.factory import from_params
 from pipeline.models.structure import state_dict_hash
 from pipeline.params import Params
@@ -32,7 +31,7 @@ def main(p: Params) -> None:
     rows = L.stats_table(bundle.model, g.forget, g.retain, p.gradients.exclude)
     keep = slug.layers_to_store(rows)
     with atomic_dir(p.gradients.out) as tmp:
-        save_file({k: g.forget[k].detach().cpu().contiguous() for k in keep}, str(tmp / W.GRADS))
+        save_tensors(tmp / W.GRADS, {k: g.forget[k] for k in keep})
         write_json(tmp / W.LAYERS, rows)
         write_json(tmp / "manifest.json", {
             "model": {**bundle.describe(), "state_dict_sha256": state_dict_hash(bundle.model)},

@@ -7,12 +7,11 @@ history as a plot table.
 from __future__ import annotations
 
 import torch
-from safetensors.torch import save_file
 
 from pipeline.datasets.shards import list_shards
 from pipeline.entry import metrics_path, plots_dir, run
 from pipeline.evaluate.sets import standard_sets
-from pipeline.io import atomic_path, sha256_file, write_csv, write_json
+from pipeline.io import save_tensors, sha256_file, write_csv, write_json
 from pipeline.models.factory import build
 from pipeline.models.structure import state_dict_hash
 from pipeline.params import Params
@@ -29,9 +28,7 @@ def main(p: Params) -> None:
     sets = list(standard_sets(d.celeba, d.characters, d.imagenet, d.unlearncanvas,
                               p.eval.templates).values())
     res = pretrain(bundle, shards, sets, TrainConfig.from_params(cfg, p.seed))
-    state = {k: v.detach().cpu().contiguous() for k, v in bundle.model.state_dict().items()}
-    with atomic_path(cfg.out, ".safetensors") as tmp:
-        save_file(state, str(tmp), metadata={"arch": cfg.arch, "seed": str(p.seed)})
+    save_tensors(cfg.out, bundle.model.state_dict(), {"arch": cfg.arch, "seed": p.seed})
     write_json(metrics_path("pretrain"), {
         "zeroshot": res.zeroshot,
         "train": {"steps": cfg.steps, "final_loss": res.history[-1]["loss"],

@@ -92,3 +92,21 @@ def test_matcher_word_boundaries_case_and_underscores(caption, hit):
 def test_matcher_aliases():
     m = ConceptMatcher("Iron Man", ["Tony Stark"])
     assert m("tony stark in a suit") and m("IRON_MAN") and not m("ironmonger")
+
+
+def test_saved_tensors_are_byte_identical_across_processes(tmp_path):
+    """safetensors writes several metadata keys in a random order per process; ``save_tensors``
+    keeps one sorted key, so an artifact's hash depends on its content only."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from pipeline.io import save_tensors; "
+            "save_tensors(sys.argv[1], {'w': torch.arange(6.).view(2, 3)}, "
+            "{'arch': 'x', 'classes': ['a', 'b'], 'width': 8, 'kind': 'style', 'seed': 0})")
+    outs = [tmp_path / f"{i}.safetensors" for i in range(3)]
+    for out in outs:
+        subprocess.run([sys.executable, "-c", code, str(out)], check=True)
+    assert len({o.read_bytes() for o in outs}) == 1
+    from pipeline.io import tensors_meta
+
+    assert tensors_meta(outs[0])["classes"] == ["a", "b"]

@@ -8,17 +8,16 @@ class indices.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import ModelError
-from ..io import atomic_path
+from ..io import save_tensors, tensors_meta
 
 TINY = "tiny-cnn"
 
@@ -82,11 +81,9 @@ def check_head(state: dict[str, torch.Tensor], classes: list[str], path, what: s
 
 
 def save_tiny(model: TinyConvNet, classes: list[str], path: str | Path, extra: dict) -> None:
-    meta = {"arch": TINY, "classes": json.dumps(classes),
-            "width": str(model.head.in_features // 4), **{k: str(v) for k, v in extra.items()}}
-    with atomic_path(path, ".safetensors") as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                  str(tmp), metadata=meta)
+    """The weights with their class list, width and ``extra`` (e.g. the held-out accuracy)."""
+    save_tensors(path, model.state_dict(), {"arch": TINY, "classes": list(classes),
+                                            "width": model.head.in_features // 4, **extra})
 
 
 def load(arch: str, path: str | Path, classes: list[str], what: str, key: str = "-",
@@ -97,13 +94,10 @@ def load(arch: str, path: str | Path, classes: list[str], what: str, key: str = 
         raise ModelError(f"classifier checkpoint {path} not found (params: "
                          f"{what.split('.')[0]}.classifiers); the tiny world trains it first")
     if arch == TINY:
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
+        meta = tensors_meta(path)
         state = load_file(str(path))
         check_head(state, classes, path, what)
-        saved = json.loads(meta.get("classes", "[]"))
+        saved = meta.get("classes", [])
         if saved and saved != list(classes):
             raise ModelError(f"classifier {path} was trained on classes {saved}, but {what} "
                              f"lists {list(classes)}")
@@ -139,14 +133,10 @@ def load(arch: str, path: str | Path, classes: list[str], what: str, key: str = 
 
 def val_accuracy(path: str | Path) -> float | None:
     """The held-out accuracy a tiny classifier recorded when it was trained (None for others)."""
-    from safetensors import safe_open
-
     path = Path(path)
     if path.suffix != ".safetensors" or not path.exists():
         return None
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
-    return float(meta["val_accuracy"]) if "val_accuracy" in meta else None
+    return tensors_meta(path).get("val_accuracy")
 
 
 def load_judges(k, styles: list[str], objects: list[str], device) -> tuple[Judge, Judge]:

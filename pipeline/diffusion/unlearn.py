@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..errors import DataError, ModelError, NumericalError
-from ..io import atomic_dir
+from ..io import atomic_dir, save_tensors
 from ..models.structure import tower
 from ..params import RankParams, SDEvaluateParams, SDSearchParams, UnlearnParams
 from ..unlearn import patch as patch_mod
@@ -95,8 +95,7 @@ def save(patch: patch_mod.Patch, mapped: dict[str, torch.Tensor], folder: str | 
     """The patch (open_clip names) and its mapping onto the encoder, as one folder."""
     with atomic_dir(folder) as tmp:
         patch_mod.save(patch, tmp)
-        save_file({k: v.detach().cpu().contiguous() for k, v in mapped.items()},
-                  str(tmp / MAPPED))
+        save_tensors(tmp / MAPPED, mapped)
 
 
 def load_mapped(folder: str | Path) -> dict[str, torch.Tensor]:

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors.torch import save_file
 
 from ..evaluate.unlearning import EvalInputs, evaluate
-from ..io import atomic_path
+from ..io import save_tensors
 from ..measure import Meter
 from ..models.structure import state_dict_hash
 from ..params import (
@@ -145,9 +144,7 @@ def run_comparison(model, tokenizer, data: BaselineData, scorer: Callable[[bool]
             log.end()
         res_m = evaluate(model, tokenizer, x, mia_seeds)
         ckpt = Path(checkpoints) / f"{method}.safetensors"
-        with atomic_path(ckpt, ".safetensors") as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                      str(tmp))
+        save_tensors(ckpt, model.state_dict())
         rows.append(_row(method, res_m, reached=outcome.reached,
                          time_to_forget_s=outcome.time_to_forget_s, time_s=meter.time_s,
                          peak_mem_mb=meter.peak_bytes / 2**20,

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..errors import ModelError
-from ..io import atomic_path, write_json
+from ..io import save_tensors, write_json
 from ..models.structure import state_dict_hash
 
 TENSORS = "patch.safetensors"
@@ -34,8 +34,7 @@ class Patch:
 
 def save(patch: Patch, folder: str | Path) -> None:
     folder = Path(folder)
-    with atomic_path(folder / TENSORS, ".safetensors") as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in patch.tensors.items()}, str(tmp))
+    save_tensors(folder / TENSORS, patch.tensors)
     write_json(folder / MANIFEST, patch.manifest)
 
 
@@ -90,11 +89,7 @@ def export(model: torch.nn.Module, patch: Patch, out: str | Path) -> Path:
     """Apply to (a copy of the weights of) ``model`` and write a full open_clip checkpoint."""
     originals = apply(model, patch)
     try:
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        out = Path(out)
-        with atomic_path(out, ".safetensors") as tmp:
-            save_file(state, str(tmp), metadata={"slug_patch": json.dumps(
-                {k: patch.manifest.get(k) for k in ("concept", "layers", "lambda")})})
+        return save_tensors(out, model.state_dict(), {
+            "slug_patch": {k: patch.manifest.get(k) for k in ("concept", "layers", "lambda")}})
     finally:
         revert(model, originals)
-    return out
