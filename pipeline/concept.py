@@ -13,8 +13,6 @@ from typing import Mapping, Sequence
 from . import names
 from .errors import DataError
 
-KINDS = ("identity", "character", "object", "style")
-
 
 @dataclass(frozen=True)
 class Concept:
@@ -41,7 +39,8 @@ class Concept:
 
 def resolve(name: str, kind: str, aliases: Sequence[str],
             classnames: Mapping[str, Sequence[str]]) -> Concept:
-    """``kind`` is ``auto`` (the first kind whose class names hold the concept) or one of KINDS."""
+    """``kind``: ``auto`` (the first kind whose class names hold the concept) or a kind of
+    ``classnames`` (``params.CONCEPT_KINDS``)."""
     want = names.key(name)
     if not want:
         raise DataError("the concept is empty; set `concept` in params.yaml")

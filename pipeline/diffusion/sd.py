@@ -1,5 +1,5 @@
-"""Diffusers pipelines: assemble, save, load offline; map a SLUG text patch onto the text encoder;
-generate with fixed seeds."""
+"""Diffusers pipelines: load offline, check the text encoder against the CLIP model, generate with
+fixed seeds (the tiny pipeline is assembled and trained in ``tiny``)."""
 
 from __future__ import annotations
 

@@ -57,9 +57,6 @@ def load(sets: Sequence[EvalSet], preprocess: Callable) -> dict[str, torch.Tenso
     return {s.name: load_images(s.paths, preprocess) for s in sets}
 
 
-KINDS = {"identity": "identities", "character": "characters", "object": "objects",
-         "style": "styles"}
-
 
 def standard_sets(celeba_root: Path, characters_root: Path, imagenet_root: Path,
                   canvas_root: Path, templates) -> dict[str, EvalSet]:
