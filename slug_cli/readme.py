@@ -1,5 +1,5 @@
-"""The README's result tables, written from the metrics files so that a number is never typed by
-hand (``tests/test_readme.py`` fails when the README and the metrics disagree).
+"""The result tables of README.md and docs/results.md, written from the metrics files so that a
+number is never typed by hand (``tests/test_readme.py`` fails when they disagree).
 
     python -m slug_cli.readme          # rewrite the tables between <!-- table:NAME --> markers
     python -m slug_cli.readme --check  # exit 1 if a table is out of date
@@ -90,8 +90,64 @@ def unlearncanvas(root: Path) -> str:
     return "\n".join(rows)
 
 
+def evaluate_full(root: Path) -> str:
+    e = _load(root, "evaluate")
+    b, a = e["before"], e["after"]
+    rows = ["| held-out metric (%) | before | after | change |", "|---|---|---|---|"]
+    for key in b:
+        for sub, v in b[key].items() if isinstance(b[key], dict) else [("", b[key])]:
+            if key == "mia" and sub == "std":
+                continue
+            w = a[key][sub] if sub else a[key]
+            name = f"{key} {sub}".strip()
+            scale = 1 if key == "forget_cosine" else 100
+            fmt = (lambda x: f"{x:.3f}") if scale == 1 else _pct
+            rows.append(f"| {name} | {fmt(v)} | {fmt(w)} | {scale * (w - v):+.1f} |"
+                        if scale == 100 else f"| {name} | {fmt(v)} | {fmt(w)} | {w - v:+.3f} |")
+    return "\n".join(rows)
+
+
+def compare_full(root: Path) -> str:
+    c = _load(root, "compare")
+    rows = ["| method | forget split top-1 | MIA | reached | time to forget | total time | "
+            "peak memory | entries changed | epochs |", "|---|---|---|---|---|---|---|---|---|"]
+    for m, r in c["methods"].items():
+        if m == "original":
+            continue
+        t, ep = r.get("time_to_forget_s"), r.get("epochs")
+        rows.append(f"| {r['label']} | {_pct(r['forget_split_top1'])} | {_pct(r['mia'])} | "
+                    f"{'yes' if r['reached'] else 'no'} | "
+                    f"{'–' if t is None else f'{t:.1f} s'} | {r['time_s']:.1f} s | "
+                    f"{r['peak_mem_mb']:.0f} MB | {_pct(r['changed_share'])} % | "
+                    f"{'–' if ep is None else f'{ep:.2f}'} |")
+    tr = c["time_ratio"]
+    rows.append(f"\nThe fastest iterative baseline ({tr['fastest_iterative']}) took "
+                f"{tr['iterative_over_slug']:.2f}x SLUG's time to forget.")
+    return "\n".join(rows)
+
+
+def timings(root: Path) -> str:
+    rows = ["| stage | recorded time |", "|---|---|"]
+    pre = _load(root, "pretrain")["time_s"]
+    sdt = _load(root, "sd_train")
+    items = [("pretrain", f"{pre['load']:.0f} s reading + {pre['train']:.0f} s training"),
+             ("sd_train", f"{sdt['load_s']:.0f} s reading + {sdt['vae']['time_s']:.0f} s VAE + "
+                          f"{sdt['unet']['time_s']:.0f} s UNet"),
+             ("unlearn (the step search)", f"{_load(root, 'unlearn')['time_s']:.1f} s"),
+             ("evaluate", f"{_load(root, 'evaluate')['time_s']:.1f} s"),
+             ("sd_unlearn (search)", f"{_load(root, 'sd_unlearn')['time_s']:.1f} s"),
+             ("sd_evaluate (generation)", f"{_load(root, 'sd_evaluate')['generation_s']:.1f} s"),
+             ("canvas_generator", f"{_load(root, 'canvas_generator')['time_s']:.0f} s"),
+             ("canvas_base", f"{_load(root, 'canvas_base')['time_s']:.0f} s")]
+    for name, t in items:
+        rows.append(f"| {name} | {t} |")
+    return "\n".join(rows)
+
+
 TABLES = {"pretrain": pretrain, "slug": slug, "compare": compare, "sd": sd,
-          "unlearncanvas": unlearncanvas}
+          "unlearncanvas": unlearncanvas, "evaluate_full": evaluate_full,
+          "compare_full": compare_full, "timings": timings}
+FILES = ("README.md", "docs/results.md")
 
 
 def render(text: str, root: Path) -> str:
@@ -100,16 +156,19 @@ def render(text: str, root: Path) -> str:
 
 def main(argv: list[str]) -> None:
     root = Path.cwd()
-    readme = root / "README.md"
-    old = readme.read_text()
-    new = render(old, root)
-    if "--check" in argv:
+    stale = []
+    for name in FILES:
+        path = root / name
+        old = path.read_text()
+        new = render(old, root)
         if new != old:
-            print("README.md tables differ from metrics/*.json; run python -m slug_cli.readme")
-            sys.exit(1)
-        print("ok")
-        return
-    readme.write_text(new)
+            stale.append(name)
+            if "--check" not in argv:
+                path.write_text(new)
+    if "--check" in argv:
+        print(f"{', '.join(stale)}: tables differ from metrics/*.json; run python -m "
+              f"slug_cli.readme" if stale else "ok")
+        sys.exit(1 if stale else 0)
 
 
 if __name__ == "__main__":
