@@ -23,125 +23,121 @@ def _load(root: Path, name: str) -> dict:
     return json.loads((root / "metrics" / f"{name}.json").read_text())
 
 
+def _md(header: list[str], rows: list[list]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+
+
 def pretrain(root: Path) -> str:
     z = _load(root, "pretrain")["zeroshot"]
-    rows = ["| kind | top-1 | top-5 |", "|---|---|---|"]
-    for k, v in z.items():
-        rows.append(f"| {k} | {_pct(v['top1'])} | {_pct(v['top5'])} |")
-    return "\n".join(rows)
+    return _md(["kind", "top-1", "top-5"], [[k, _pct(v["top1"]), _pct(v["top5"])]
+                                             for k, v in z.items()])
 
 
 def slug(root: Path) -> str:
     e, u = _load(root, "evaluate"), _load(root, "unlearn")
     b, a = e["before"], e["after"]
     naive = e.get("naive_max_importance") or {}
-    rows = ["| held-out metric (%) | before | SLUG | naive layer |", "|---|---|---|---|"]
-    for label, key, sub in (("forget top-1, concept's images", "forget", "top1"),
-                            ("forget top-5, concept's images", "forget", "top5"),
-                            ("forget top-1, forget test split", "forget_split", "top1"),
-                            ("CelebA retain top-1 (target excluded)", "celeba", "top1"),
-                            ("ImageNet top-1", "imagenet", "top1"),
-                            ("MIA accuracy", "mia", "mean")):
-        n = naive.get("after", {}).get(key, {}).get(sub)
-        rows.append(f"| {label} | {_pct(b[key][sub])} | {_pct(a[key][sub])} | {_pct(n)} |")
-    rows.append(f"| layer (step / ‖θ‖) | | `{u['layer']}` ({u['rel_step']:.3f}) | "
-                f"`{naive.get('layer', '–')}` |")
-    return "\n".join(rows)
+    rows = [[label, _pct(b[key][sub]), _pct(a[key][sub]),
+             _pct(naive.get("after", {}).get(key, {}).get(sub))]
+            for label, key, sub in (("forget top-1, concept's images", "forget", "top1"),
+                                    ("forget top-5, concept's images", "forget", "top5"),
+                                    ("forget top-1, forget test split", "forget_split", "top1"),
+                                    ("CelebA retain top-1 (target excluded)", "celeba", "top1"),
+                                    ("ImageNet top-1", "imagenet", "top1"),
+                                    ("MIA accuracy", "mia", "mean"))]
+    rows.append(["layer (step / ‖θ‖)", "", f"`{u['layer']}` ({u['rel_step']:.3f})",
+                 f"`{naive.get('layer', '–')}`"])
+    return _md(["held-out metric (%)", "before", "SLUG", "naive layer"], rows)
 
 
 def compare(root: Path) -> str:
-    c = _load(root, "compare")
-    rows = ["| method | forget top-1 | forget top-5 | CelebA | ImageNet | time to forget | "
-            "stored |", "|---|---|---|---|---|---|---|"]
-    for m, r in c["methods"].items():
+    rows = []
+    for m, r in _load(root, "compare")["methods"].items():
         t = r.get("time_to_forget_s")
         t = "–" if m == "original" else ("never" if t is None else f"{t:.1f} s")
-        store = "" if m == "original" else f"{r['storage_mb']:.2f} MB"
-        rows.append(f"| {r['label']} | {_pct(r['forget_top1'])} | {_pct(r['forget_top5'])} | "
-                    f"{_pct(r['celeba_top1'])} | {_pct(r['imagenet_top1'])} | {t} | {store} |")
-    return "\n".join(rows)
+        rows.append([r["label"], _pct(r["forget_top1"]), _pct(r["forget_top5"]),
+                     _pct(r["celeba_top1"]), _pct(r["imagenet_top1"]), t,
+                     "" if m == "original" else f"{r['storage_mb']:.2f} MB"])
+    return _md(["method", "forget top-1", "forget top-5", "CelebA", "ImageNet", "time to forget",
+                "stored"], rows)
 
 
 def sd(root: Path) -> str:
     s, u = _load(root, "sd_evaluate"), _load(root, "sd_unlearn")
-    return "\n".join([
-        "| concept | chosen text layer (step / ‖θ‖) | target's generations judged as it | "
-        "retained concepts |", "|---|---|---|---|",
-        f"| {s['concept']} | `{u['layer']}` ({u['rel_step']:.3f}) | "
-        f"{_pct(s['before']['forget'])} → {_pct(s['after']['forget'])} % | "
-        f"{_pct(s['before']['retained'])} → {_pct(s['after']['retained'])} % |"])
+    return _md(["concept", "chosen text layer (step / ‖θ‖)", "target's generations judged as it",
+                "retained concepts"],
+               [[s["concept"], f"`{u['layer']}` ({u['rel_step']:.3f})",
+                 f"{_pct(s['before']['forget'])} → {_pct(s['after']['forget'])} %",
+                 f"{_pct(s['before']['retained'])} → {_pct(s['after']['retained'])} %"]])
 
 
 def unlearncanvas(root: Path) -> str:
     t = _load(root, "unlearncanvas")
     pub = t["published_slug_sd15"]
-    rows = ["| | UA | IRA (ceiling) | CRA (ceiling) |", "|---|---|---|---|"]
+    rows = []
     for kind in ("style", "object"):
         k = t[kind]
-        rows.append(f"| {kind}, tiny canvas | {k['UA']:.1f} | {k['IRA']:.1f} "
-                    f"({k['IRA_ceiling']:.1f}) | {k['CRA']:.1f} ({k['CRA_ceiling']:.1f}) |")
-        rows.append(f"| {kind}, published (SD 1.5) | {pub[kind]['UA']:.1f} | "
-                    f"{pub[kind]['IRA']:.1f} | {pub[kind]['CRA']:.1f} |")
+        rows.append([f"{kind}, tiny canvas", f"{k['UA']:.1f}",
+                     f"{k['IRA']:.1f} ({k['IRA_ceiling']:.1f})",
+                     f"{k['CRA']:.1f} ({k['CRA_ceiling']:.1f})"])
+        rows.append([f"{kind}, published (SD 1.5)", f"{pub[kind]['UA']:.1f}",
+                     f"{pub[kind]['IRA']:.1f}", f"{pub[kind]['CRA']:.1f}"])
     g = t["goal"]
-    rows.append(f"\nPer-target goal (UA ≥ 80, IRA and CRA within 10 points of the ceiling): met on "
-                f"**{g['met']} of {g['of']}** targets; the search reached its threshold on "
-                f"{t['search_reached']['targets']} of {t['search_reached']['of']}. Unlearning "
-                f"{t['time_s']:.1f} s per target on average, {t['storage_mb']:.2f} MB stored.")
-    return "\n".join(rows)
+    return (_md(["", "UA", "IRA (ceiling)", "CRA (ceiling)"], rows)
+            + f"\n\nPer-target goal (UA ≥ 80, IRA and CRA within 10 points of the ceiling): met "
+              f"on **{g['met']} of {g['of']}** targets; the search reached its threshold on "
+              f"{t['search_reached']['targets']} of {t['search_reached']['of']}. Unlearning "
+              f"{t['time_s']:.1f} s per target on average, {t['storage_mb']:.2f} MB stored.")
 
 
 def evaluate_full(root: Path) -> str:
     e = _load(root, "evaluate")
     b, a = e["before"], e["after"]
-    rows = ["| held-out metric (%) | before | after | change |", "|---|---|---|---|"]
+    rows = []
     for key in b:
         for sub, v in b[key].items() if isinstance(b[key], dict) else [("", b[key])]:
             if key == "mia" and sub == "std":
                 continue
             w = a[key][sub] if sub else a[key]
-            name = f"{key} {sub}".strip()
-            scale = 1 if key == "forget_cosine" else 100
-            fmt = (lambda x: f"{x:.3f}") if scale == 1 else _pct
-            rows.append(f"| {name} | {fmt(v)} | {fmt(w)} | {scale * (w - v):+.1f} |"
-                        if scale == 100 else f"| {name} | {fmt(v)} | {fmt(w)} | {w - v:+.3f} |")
-    return "\n".join(rows)
+            if key == "forget_cosine":
+                rows.append([key, f"{v:.3f}", f"{w:.3f}", f"{w - v:+.3f}"])
+            else:
+                rows.append([f"{key} {sub}", _pct(v), _pct(w), f"{100 * (w - v):+.1f}"])
+    return _md(["held-out metric (%)", "before", "after", "change"], rows)
 
 
 def compare_full(root: Path) -> str:
     c = _load(root, "compare")
-    rows = ["| method | forget split top-1 | MIA | reached | time to forget | total time | "
-            "peak memory | entries changed | epochs |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = []
     for m, r in c["methods"].items():
         if m == "original":
             continue
         t, ep = r.get("time_to_forget_s"), r.get("epochs")
-        rows.append(f"| {r['label']} | {_pct(r['forget_split_top1'])} | {_pct(r['mia'])} | "
-                    f"{'yes' if r['reached'] else 'no'} | "
-                    f"{'–' if t is None else f'{t:.1f} s'} | {r['time_s']:.1f} s | "
-                    f"{r['peak_mem_mb']:.0f} MB | {_pct(r['changed_share'])} % | "
-                    f"{'–' if ep is None else f'{ep:.2f}'} |")
+        rows.append([r["label"], _pct(r["forget_split_top1"]), _pct(r["mia"]),
+                     "yes" if r["reached"] else "no", "–" if t is None else f"{t:.1f} s",
+                     f"{r['time_s']:.1f} s", f"{r['peak_mem_mb']:.0f} MB",
+                     f"{_pct(r['changed_share'])} %", "–" if ep is None else f"{ep:.2f}"])
     tr = c["time_ratio"]
-    rows.append(f"\nThe fastest iterative baseline ({tr['fastest_iterative']}) took "
-                f"{tr['iterative_over_slug']:.2f}x SLUG's time to forget.")
-    return "\n".join(rows)
+    return (_md(["method", "forget split top-1", "MIA", "reached", "time to forget", "total time",
+                 "peak memory", "entries changed", "epochs"], rows)
+            + f"\n\nThe fastest iterative baseline ({tr['fastest_iterative']}) took "
+              f"{tr['iterative_over_slug']:.2f}x SLUG's time to forget.")
 
 
 def timings(root: Path) -> str:
-    rows = ["| stage | recorded time |", "|---|---|"]
-    pre = _load(root, "pretrain")["time_s"]
-    sdt = _load(root, "sd_train")
-    items = [("pretrain", f"{pre['load']:.0f} s reading + {pre['train']:.0f} s training"),
-             ("sd_train", f"{sdt['load_s']:.0f} s reading + {sdt['vae']['time_s']:.0f} s VAE + "
-                          f"{sdt['unet']['time_s']:.0f} s UNet"),
-             ("unlearn (the step search)", f"{_load(root, 'unlearn')['time_s']:.1f} s"),
-             ("evaluate", f"{_load(root, 'evaluate')['time_s']:.1f} s"),
-             ("sd_unlearn (search)", f"{_load(root, 'sd_unlearn')['time_s']:.1f} s"),
-             ("sd_evaluate (generation)", f"{_load(root, 'sd_evaluate')['generation_s']:.1f} s"),
-             ("canvas_generator", f"{_load(root, 'canvas_generator')['time_s']:.0f} s"),
-             ("canvas_base", f"{_load(root, 'canvas_base')['time_s']:.0f} s")]
-    for name, t in items:
-        rows.append(f"| {name} | {t} |")
-    return "\n".join(rows)
+    pre, sdt = _load(root, "pretrain")["time_s"], _load(root, "sd_train")
+    return _md(["stage", "recorded time"], [
+        ["pretrain", f"{pre['load']:.0f} s reading + {pre['train']:.0f} s training"],
+        ["sd_train", f"{sdt['load_s']:.0f} s reading + {sdt['vae']['time_s']:.0f} s VAE + "
+                     f"{sdt['unet']['time_s']:.0f} s UNet"],
+        ["unlearn (the step search)", f"{_load(root, 'unlearn')['time_s']:.1f} s"],
+        ["evaluate", f"{_load(root, 'evaluate')['time_s']:.1f} s"],
+        ["sd_unlearn (search)", f"{_load(root, 'sd_unlearn')['time_s']:.1f} s"],
+        ["sd_evaluate (generation)", f"{_load(root, 'sd_evaluate')['generation_s']:.1f} s"],
+        ["canvas_generator", f"{_load(root, 'canvas_generator')['time_s']:.0f} s"],
+        ["canvas_base", f"{_load(root, 'canvas_base')['time_s']:.0f} s"]])
 
 
 TABLES = {"pretrain": pretrain, "slug": slug, "compare": compare, "sd": sd,
