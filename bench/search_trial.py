@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from pipeline import params as params_mod
-from pipeline.entry import build_model, eval_sets
+from pipeline.evaluate.sets import standard_sets
+from pipeline.models.factory import from_params
 from pipeline.sets.build import load_split, read_concept
 from pipeline.unlearn import workflow as W
 from pipeline.unlearn.slug import edited
@@ -30,9 +31,10 @@ OUT = Path("bench/results.json")
 def main(repeats: int = 5) -> None:
     p = params_mod.load()
     torch.manual_seed(0)
-    b = build_model(p, device="cpu")
+    b, d = from_params(p.model, "cpu"), p.data
     concept = read_concept(p.sets.out)
-    kinds = {k: (s.classnames, s.templates) for k, s in eval_sets(p).items()}
+    kinds = {k: (s.classnames, s.templates) for k, s in standard_sets(
+        d.celeba, d.characters, d.imagenet, d.unlearncanvas, p.eval.templates).items()}
     forget = load_split(p.sets.out, "forget_search", b.preprocess, b.tokenizer)
     retain = load_split(p.sets.out, "retain_val", b.preprocess, b.tokenizer)
     grads = W.read_grads(p.gradients.out)
