@@ -55,3 +55,13 @@ def resolve(name: str, kind: str, aliases: Sequence[str],
     where = "any evaluation set" if kind == "auto" else f"the {kind} evaluation set"
     raise DataError(f"concept {name!r} is not a class name of {where}, so its forgetting cannot "
                     f"be measured ({known})")
+
+
+def lookup(name: str, kind: str, aliases: Sequence[str], data, templates) -> Concept:
+    """``resolve`` against the evaluation sets a ``data`` params group names (their folder
+    listings; no image is read): the filter, the sets and ``slug check`` all call this."""
+    from .evaluate.sets import classnames, standard_sets
+
+    sets = standard_sets(data.celeba, data.characters, data.imagenet, data.unlearncanvas,
+                         templates)
+    return resolve(name, kind, aliases, classnames(sets))

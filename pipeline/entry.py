@@ -32,12 +32,23 @@ def plots_dir(name: str) -> Path:
     return PLOTS_DIR / name
 
 
+def params_file() -> str:
+    """params.yaml, or the file ``$SLUG_PARAMS`` names (stages and ``slug`` alike)."""
+    return os.environ.get("SLUG_PARAMS", "params.yaml")
+
+
 def run(main: Callable[[Params], None], name: str | None = None) -> None:
-    """Load and validate params.yaml (or ``$SLUG_PARAMS``), call ``main``; expected errors exit 1
+    """Load and validate params (``params_file()``), run the checks every stage shares (the
+    model references, the device: ``pipeline.preflight``), call ``main``; expected errors exit 1
     with one line."""
+    from . import preflight
+
     name = name or Path(sys.modules[main.__module__].__file__).stem
     try:
-        p = params_mod.load(os.environ.get("SLUG_PARAMS", "params.yaml"))
+        p = params_mod.load(params_file())
+        preflight.references(p)
+        preflight.world(p)
+        preflight.device(p.device)
         main(p)
     except SlugError as exc:
         print(f"error: {name}: {exc}", file=sys.stderr)

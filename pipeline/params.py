@@ -13,6 +13,7 @@ with a message that names the key, e.g.::
 from __future__ import annotations
 
 import dataclasses
+import re
 import string
 import typing
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ MAX_FRONTS = 3  # the gradients stage stores the forget gradients of fronts 1..M
 BASELINE_METHODS = ("ft", "ga", "gaft", "salun_ref", "ssd")
 ITERATIVE_METHODS = ("ft", "ga", "gaft", "salun_ref")
 MIX_KINDS = ("identity", "character", "object", "style", "distractor")
+DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
 
 
 def _choice(*values):
@@ -44,6 +46,12 @@ def _range(lo=None, hi=None, lo_open=False):
 
 def _path():
     return {"path": True}
+
+
+def _ref(name: str):
+    """A model reference (``pipeline.refs``): a local file or folder, which ``refs.<name>`` lists
+    so that DVC hashes it, or a name (an open_clip tag, a hub id), tracked as a param."""
+    return {"ref": name}
 
 
 @dataclass
@@ -77,7 +85,7 @@ class DataParams:
 @dataclass
 class ModelParams:
     name: str
-    pretrained: str = field(metadata=_path())
+    pretrained: str = field(metadata=_ref("clip"))
     quick_gelu: bool
     precision: str = field(metadata=_choice(*PRECISIONS))
 
@@ -112,6 +120,7 @@ class EvalParams:
 class FilterParams:
     aliases: list = field(metadata={"empty_ok": True})
     max_matches: int = field(metadata=_range(2))
+    check_shards: int = field(metadata=_range(1))
     out: str = field(metadata=_path())
 
 
@@ -226,7 +235,7 @@ class SDSearchParams:
 
 @dataclass
 class SDParams:
-    pipeline: str = field(metadata=_path())  # a diffusers pipeline folder
+    pipeline: str = field(metadata=_ref("sd"))  # a diffusers pipeline folder or a hub id
     train: SDTrainParams
     patch: str = field(metadata=_path())
     search: SDSearchParams
@@ -256,6 +265,7 @@ class CanvasTrainParams:
     lr: float = field(metadata=_range(0.0, None, lo_open=True))
     val_fraction: float = field(metadata=_range(0.0, 0.9, lo_open=True))
     blur: float = field(metadata=_range(0.0))
+    out: str = field(metadata=_path())
 
 
 @dataclass
@@ -287,7 +297,7 @@ class CanvasEvaluateParams:
 
 @dataclass
 class CanvasParams:
-    pipeline: str = field(metadata=_path())
+    pipeline: str = field(metadata=_ref("canvas"))
     styles: list
     objects: list
     prompt: str
@@ -302,6 +312,7 @@ class CanvasParams:
     base: str = field(metadata=_path())
     patch: str = field(metadata=_path())
     out: str = field(metadata=_path())
+    table: str = field(metadata=_path())
 
 
 @dataclass
@@ -316,8 +327,11 @@ class Params:
     concept: str
     concept_kind: str = field(metadata=_choice("auto", *CONCEPT_KINDS))
     seed: int = field(metadata=_range(0))
-    device: str
+    world: str = field(metadata=_choice("tiny", "real"))
+    device: str = field(metadata={"pattern": DEVICE_PATTERN,
+                                  "expect": "auto, cpu, cuda, cuda:N or mps"})
     data: DataParams
+    refs: dict
     tinyworld: TinyWorldParams
     model: ModelParams
     pretrain: PretrainParams
@@ -363,6 +377,8 @@ def _convert(key: str, tp, value: Any, meta: dict):
     elif tp is dict:
         if not isinstance(value, dict):
             _fail(key, "must be a mapping", value)
+    if "pattern" in meta and not re.fullmatch(meta["pattern"], value):
+        _fail(key, f"must be {meta['expect']}", value)
     if "choices" in meta and value not in meta["choices"]:
         _fail(key, f"must be one of {', '.join(map(str, meta['choices']))}", value)
     for v in value if "each" in meta else ():
@@ -412,6 +428,13 @@ def from_dict(raw: dict) -> Params:
         raise ParamsError("params.yaml must be a mapping of stage groups")
     p = _build(Params, raw)
     _validate_mix(p)
+    refs = ref_keys()
+    for name, value in p.refs.items():
+        if name not in refs.values():
+            _fail(f"refs.{name}", f"is not a model reference; known: {', '.join(refs.values())}",
+                  value)
+        if not isinstance(value, str) or not value.strip():
+            _fail(f"refs.{name}", "must be a local file or folder", value)
     for key in ("vae_width", "unet_width"):
         if getattr(p.sd.train, key) % 8:
             _fail(f"sd.train.{key}", "must be a multiple of 8 (group norm)", getattr(p.sd.train, key))
@@ -454,4 +477,18 @@ def path_keys(cls=None, prefix: str = "") -> list[str]:
             out += path_keys(hints[f.name], f"{prefix}{f.name}.")
         elif f.metadata.get("path"):
             out.append(prefix + f.name)
+    return out
+
+
+def ref_keys(cls=None, prefix: str = "") -> dict[str, str]:
+    """Every key whose value is a model reference, with the reference's name in ``refs``:
+    ``{"model.pretrained": "clip", ...}``."""
+    cls = cls or Params
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.update(ref_keys(hints[f.name], f"{prefix}{f.name}."))
+        elif f.metadata.get("ref"):
+            out[prefix + f.name] = f.metadata["ref"]
     return out

@@ -80,7 +80,9 @@ def read_stages(dvc_yaml: Path, params: dict) -> list[Stage]:
         items = [(name, st, params)]
         if "foreach" in st:
             values = _interp(st["foreach"], params)
-            items = [(f"{name}@{v}", st["do"], {**params, "item": v}) for v in values]
+            pairs = values.items() if isinstance(values, dict) else ((v, v) for v in values)
+            items = [(f"{name}@{k}", st["do"], {**params, "key": k, "item": v})
+                     for k, v in pairs]
         for sname, body, tree in items:
             body = _interp(body, tree)
             argv = shlex.split(body["cmd"])
@@ -365,17 +367,20 @@ def _covered(path: str, declared: list[str]) -> bool:
 class Needs:
     code: list[str]  # project files
     paths: list[str]  # data files and folders named by the params it reads
-    params: list[str]  # other params keys it reads
+    params: list[str]  # other params keys it reads (model references included)
+    refs: list[str]  # the model references it loads: data/refs/<name> (pipeline.refs)
 
 
 def needs(root: Path, stage: Stage, params: dict) -> Needs:
-    from pipeline.params import path_keys
+    from pipeline.params import path_keys, ref_keys
+    from pipeline.refs import track_dir
 
     closure = module_closure(root, stage.module)
     files = set(closure.values())
     code = sorted({f.relative_to(root).as_posix() for f in files | _package_data(root, files)})
     pkeys = set(path_keys())
-    paths, other = set(), set()
+    rkeys = ref_keys()
+    paths, other, refs = set(), set(), set()
     for k in params_read(root, stage.module):
         k = _existing(params, k)
         node = _lookup(params, k) if k else params
@@ -384,7 +389,9 @@ def needs(root: Path, stage: Stage, params: dict) -> Needs:
                 paths.add(_norm(str(_lookup(params, leaf)), root, root))
             else:
                 other.add(leaf)
-    return Needs(code, sorted(paths), sorted(other))
+            if leaf in rkeys:
+                refs.add(track_dir(rkeys[leaf]).as_posix())
+    return Needs(code, sorted(paths), sorted(other), sorted(refs))
 
 
 def _existing(params: dict, key: str) -> str:
@@ -424,10 +431,21 @@ def compact(root: Path, files: list[str]) -> list[str]:
     return sorted(out)
 
 
+# Stages whose job is to roll metrics up into a report (no data flows on from them): the only
+# ones that may depend on metrics files.
+REPORTS = {"stages.summary"}
+
+
+def dvc_files(root: Path) -> list[Path]:
+    """The project's pipelines: the main one, the embedded default's, the benchmarks'."""
+    return [root / "dvc.yaml", root / "tiny" / "dvc.yaml",
+            *sorted(root.glob("benchmarks/*/dvc.yaml"))]
+
+
 def check(root: Path) -> list[str]:
     """Every problem found, one line each (empty when dvc.yaml matches the code)."""
     params = yaml.safe_load((root / "params.yaml").read_text())
-    files = [root / "dvc.yaml", *sorted(root.glob("benchmarks/*/dvc.yaml"))]
+    files = dvc_files(root)
     stages = [s for f in files for s in read_stages(f, params)]
     metrics = {_norm(m, s.wdir, root) for s in stages for m in s.metrics}
     problems = []
@@ -448,11 +466,15 @@ def check(root: Path) -> list[str]:
         for path in n.paths:
             if not _covered(path, deps + outs):
                 problems.append(f"{where}: reads {path} (a path param), not a declared dep or out")
+        for r in n.refs:
+            if not _covered(r, deps):
+                problems.append(f"{where}: loads the model reference tracked in {r}, not a "
+                                f"declared dep")
         for k in n.params:
             if not any(k == d or k.startswith(d + ".") for d in s.params):
                 problems.append(f"{where}: reads param {k}, not declared under params")
         for d in deps:
-            if d in metrics:
+            if d in metrics and s.module not in REPORTS:
                 problems.append(f"{where}: depends on the metrics file {d}; pass data through outs")
             elif d.split("/")[0] in PACKAGES and not any(_covered(f, [d]) for f in n.code):
                 problems.append(f"{where}: declares {d}, which it does not import")
@@ -463,11 +485,11 @@ def main(argv: list[str]) -> None:
     root = Path.cwd()
     if "--needs" in argv:
         params = yaml.safe_load((root / "params.yaml").read_text())
-        for f in [root / "dvc.yaml", *sorted(root.glob("benchmarks/*/dvc.yaml"))]:
+        for f in dvc_files(root):
             for s in read_stages(f, params):
                 n = needs(root, s, params)
                 print(f"{s.name}:\n  code: {compact(root, n.code)}\n  paths: {n.paths}\n"
-                      f"  params: {n.params}")
+                      f"  refs: {n.refs}\n  params: {n.params}")
         return
     problems = check(root)
     print("\n".join(problems) or "ok")

@@ -74,7 +74,10 @@ def sd(root: Path) -> str:
 
 
 def unlearncanvas(root: Path) -> str:
-    t = _load(root, "unlearncanvas")
+    import yaml
+
+    table = yaml.safe_load((root / "params.yaml").read_text())["canvas"]["table"]
+    t = json.loads((root / table).read_text())
     pub = t["published_slug_sd15"]
     rows = []
     for kind in ("style", "object"):
@@ -140,7 +143,19 @@ def timings(root: Path) -> str:
         ["canvas_base", f"{_load(root, 'canvas_base')['time_s']:.0f} s"]])
 
 
-TABLES = {"pretrain": pretrain, "slug": slug, "compare": compare, "sd": sd,
+def smoke(root: Path) -> str:
+    """The real-architecture smoke run (bench/vit_b32_smoke.json, `python -m bench.vit_b32_smoke`)."""
+    b = json.loads((root / "bench" / "vit_b32_smoke.json").read_text())
+    m = b["machine"]
+    return (f"Smoke run on a real architecture (`python -m bench.vit_b32_smoke`): ViT-B-32 with "
+            f"random weights from a local file, `{' -> '.join(b['stages_run'])}` on a small tiny "
+            f"world through its 224-px preprocessing, {len(b['tiny_stages_planned'])} tiny-world "
+            f"stages: **{b['repro_s'] / 60:.1f} min** on {m['cpu_count']} CPU cores "
+            f"(`slug check --target evaluate`: {b['slug_check_s']:.1f} s; the step search "
+            f"{b['unlearn_time_s']:.0f} s, {b['evaluations']} trials).")
+
+
+TABLES = {"pretrain": pretrain, "smoke": smoke, "slug": slug, "compare": compare, "sd": sd,
           "unlearncanvas": unlearncanvas, "evaluate_full": evaluate_full,
           "compare_full": compare_full, "timings": timings}
 FILES = ("README.md", "docs/results.md")

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.concept import resolve
+from pipeline.concept import lookup
 from pipeline.datasets.shards import list_shards
 from pipeline.entry import run
-from pipeline.evaluate.sets import classnames, standard_sets
 from pipeline.io import sha256_file, write_json
 from pipeline.params import Params
 from pipeline.sets.build import MANIFEST, SetsConfig, build_sets
@@ -17,9 +16,7 @@ from pipeline.sets.match import ConceptMatcher
 
 
 def main(p: Params) -> None:
-    d = p.data
-    sets = standard_sets(d.celeba, d.characters, d.imagenet, d.unlearncanvas, p.eval.templates)
-    concept = resolve(p.concept, p.concept_kind, p.filter.aliases, classnames(sets))
+    concept = lookup(p.concept, p.concept_kind, p.filter.aliases, p.data, p.eval.templates)
     rows = read_index(p.filter.out)
     s = p.sets
     nonmembers = list_shards(p.data.nonmembers) if s.n_nonmembers else []

@@ -1,6 +1,7 @@
 """Stage canvas_classifiers (embedded default only): a style and an object classifier trained on
 the tiny canvas, with their accuracy on held-out canvas images. A real run uses UnlearnCanvas's
-checkpoints instead (canvas.classifiers.arch / style / object)."""
+checkpoints instead (canvas.classifiers.arch / style / object); with the embedded default those
+name the files written here, into canvas.train.out."""
 
 from __future__ import annotations
 
@@ -31,8 +32,7 @@ def main(p: Params) -> None:
                         "or add images")
     out = {"images": len(x), "skipped_corrupt_images": skipped, "train": len(train),
            "val": len(val), "seed": p.seed}
-    for kind, labels, classes, path in (("style", styles, c.styles, k.style),
-                                        ("object", objects, c.objects, k.object)):
+    for kind, labels, classes in (("style", styles, c.styles), ("object", objects, c.objects)):
         y, start = torch.tensor(labels), time.time()
         model = T.train_tiny(x[train], y[train], len(classes), width=t.width, epochs=t.epochs,
                              batch_size=t.batch_size, lr=t.lr, blur=t.blur, seed=p.seed,
@@ -40,7 +40,8 @@ def main(p: Params) -> None:
         judge = C.Judge(model, list(classes), k.image_size, k.mean, k.std)
         acc = float((judge.predict(x[val]) == y[val]).float().mean())
         train_acc = float((judge.predict(x[train]) == y[train]).float().mean())
-        C.save_tiny(model, list(classes), path, {"kind": kind, "val_accuracy": round(acc, 4)})
+        C.save_tiny(model, list(classes), C.tiny_path(t.out, kind),
+                    {"kind": kind, "val_accuracy": round(acc, 4)})
         out[kind] = {"val_accuracy": acc, "train_accuracy": train_acc, "classes": len(classes),
                      "time_s": round(time.time() - start, 1)}
         print(f"canvas_classifiers: {kind} classifier, held-out canvas accuracy {acc:.3f}")

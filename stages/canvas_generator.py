@@ -21,7 +21,7 @@ from pipeline.progress import progress
 def main(p: Params) -> None:
     c, f = p.canvas, p.canvas.finetune
     torch.manual_seed(p.seed)
-    pipe = sd_mod.load(p.sd.pipeline)
+    pipe = sd_mod.load(p.sd.train.out)
     bundle = from_params(p.model, "cpu", "fp32")
     sd_mod.check_text_encoder(pipe.text_encoder, bundle.model, atol=1e-6)
     canvas = canvas_data.load(p.data.unlearncanvas, c.styles, c.objects)
@@ -36,7 +36,7 @@ def main(p: Params) -> None:
     write_json(metrics_path("canvas_generator"), {
         "canvas_images": len(data.images), "skipped_corrupt_images": data.report.corrupt_images,
         "steps": f.steps, "final_loss": hist[-1]["unet_loss"],
-        "time_s": round(time.time() - start, 1), "from": p.sd.pipeline, "seed": p.seed})
+        "time_s": round(time.time() - start, 1), "from": p.sd.train.out, "seed": p.seed})
     print(f"canvas_generator: UNet fine-tuned on {len(data.images)} canvas images, loss "
           f"{hist[-1]['unet_loss']:.4f}")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pipeline.canvas import classifiers as C
 from pipeline.canvas import protocol, report
-from pipeline.entry import metrics_path, plots_dir, run
+from pipeline.entry import plots_dir, run
 from pipeline.errors import DataError
 from pipeline.io import write_csv, write_json
 from pipeline.params import Params
@@ -24,7 +24,7 @@ def main(p: Params) -> None:
     results = [json.loads(path.read_text()) for path in paths.values()]
     tab = report.table(results)
     accuracy = {k: C.val_accuracy(getattr(c.classifiers, k)) for k in ("style", "object")}
-    write_json(metrics_path("unlearncanvas"), {
+    write_json(c.table, {
         **tab, "ceiling_whole_grid": protocol.read_ceiling(c.base),
         "classifiers_on_real_canvas": accuracy if None not in accuracy.values() else None,
         "published_slug_sd15": report.PUBLISHED_SLUG,

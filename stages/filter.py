@@ -1,7 +1,10 @@
-"""Stage filter: which shard captions mention the concept (parquet metadata only)."""
+"""Stage filter: which shard captions mention the concept (parquet metadata only). The concept is
+first checked against the evaluation sets' class names (``concept.lookup``), so an unknown
+one fails here, before the scan, with the line ``slug check`` prints."""
 
 from __future__ import annotations
 
+from pipeline.concept import lookup
 from pipeline.datasets.shards import list_shards
 from pipeline.entry import metrics_path, run
 from pipeline.io import write_json
@@ -11,6 +14,7 @@ from pipeline.sets.match import ConceptMatcher
 
 
 def main(p: Params) -> None:
+    lookup(p.concept, p.concept_kind, p.filter.aliases, p.data, p.eval.templates)
     matcher = ConceptMatcher(p.concept, p.filter.aliases)
     result = filter_shards(list_shards(p.data.shards), matcher, p.filter.max_matches)
     write_index(p.filter.out, result.rows)

@@ -26,3 +26,12 @@ def world_copy(micro_world, tmp_path) -> Path:
     dst = tmp_path / "tiny"
     shutil.copytree(micro_world, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def micro_repo(tmp_path_factory) -> Path:
+    """The micro repository (``tests/micro.py``) after one ``dvc repro``, committed; made once
+    for every end-to-end test."""
+    from .micro import reproduced
+
+    return reproduced(tmp_path_factory.mktemp("e2e"))

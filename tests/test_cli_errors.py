@@ -38,18 +38,61 @@ def test_stage_with_bad_param(tmp_path):
 
 def test_cli_unknown_architecture(tmp_path):
     pfile = write_params(tmp_path / "p.yaml",
-                         {"model": {"name": "ViT-Nope", "pretrained": "x.safetensors"}})
+                         {"model": {"name": "ViT-Nope", "pretrained": "x.safetensors"},
+                          "refs": {"clip": "x.safetensors"}})
     proc = subprocess.run([sys.executable, "-m", "slug_cli", "model", "--file", str(pfile)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     _one_line_error(proc, "unknown architecture 'ViT-Nope'")
 
 
 def test_cli_missing_pretrained(tmp_path):
-    pfile = write_params(tmp_path / "p.yaml",
-                         {"model": {"pretrained": str(tmp_path / "none.safetensors")}})
+    missing = str(tmp_path / "none.safetensors")
+    pfile = write_params(tmp_path / "p.yaml", {"model": {"pretrained": missing},
+                                               "refs": {"clip": missing}})
     proc = subprocess.run([sys.executable, "-m", "slug_cli", "model", "--file", str(pfile)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     _one_line_error(proc, "none.safetensors does not exist")
+    assert "dvc repro" not in proc.stderr  # a real checkpoint is not made by a stage
+
+
+def test_cli_tiny_checkpoint_not_trained_yet(tmp_path):
+    out = str(tmp_path / "tiny.safetensors")
+    proc = _run(["-m", "slug_cli", "model"], {"pretrain": {"out": out},
+                                              "model": {"pretrained": out},
+                                              "refs": {"clip": out}}, tmp_path)
+    _one_line_error(proc, "the pretrain stage writes it")
+
+
+def test_refs_must_list_a_local_reference(tmp_path):
+    ckpt = tmp_path / "w.safetensors"
+    ckpt.write_bytes(b"x")
+    proc = _run(["-m", "slug_cli", "params"], {"model": {"pretrained": str(ckpt)}}, tmp_path)
+    _one_line_error(proc, "refs.clip is 'models/tiny-clip.safetensors' but model.pretrained")
+    proc = _run(["-m", "slug_cli", "params"], {"model": {"pretrained": str(ckpt)},
+                                               "refs": {"clip": str(ckpt)}}, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_slug_params_reads_slug_params_env(tmp_path):
+    proc = _run(["-m", "slug_cli", "params"], {"concept": "Iron Man"}, tmp_path)
+    assert proc.returncode == 0 and '"concept": "Iron Man"' in proc.stdout
+
+
+def test_bad_device_is_one_line(tmp_path):
+    proc = _run(["-m", "slug_cli", "model"], {"device": "gpu"}, tmp_path)
+    _one_line_error(proc, "device must be auto, cpu, cuda, cuda:N or mps, got 'gpu'")
+
+
+def test_slug_params_into_a_closed_pipe(tmp_path):
+    pfile = write_params(tmp_path / "p.yaml", {})
+    proc = subprocess.run(f"{sys.executable} -m slug_cli params --file {pfile} | head -1",
+                          shell=True, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.stdout.strip() == "{" and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_export_needs_out(tmp_path):
+    proc = _run(["-m", "slug_cli", "export"], {}, tmp_path)
+    assert proc.returncode == 2 and "--out" in proc.stderr
 
 
 def test_cli_export_round_trip_and_refusal(tmp_path):
@@ -68,16 +111,21 @@ def test_cli_export_round_trip_and_refusal(tmp_path):
     good = P.Patch({"visual.proj": new}, {"base_model_sha256": state_dict_hash(base.model),
                                           "layers": ["visual.proj"]})
     P.save(good, tmp_path / "good")
-    pfile = write_params(tmp_path / "p.yaml", {"model": {"pretrained": str(ckpt)}})
-    out = tmp_path / "unlearned.safetensors"
+    pfile = write_params(tmp_path / "p.yaml", {"model": {"pretrained": str(ckpt)},
+                                               "refs": {"clip": str(ckpt)}})
+    out = tmp_path / "unlearned"
     proc = subprocess.run([sys.executable, "-m", "slug_cli", "export", "--file", str(pfile),
                            "--patch", str(tmp_path / "good"), "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    import open_clip
-
-    loaded = open_clip.create_model("tiny-clip", pretrained=str(out))
-    assert torch.equal(loaded.visual.proj, new)
+    # the printed lines, pasted into a fresh python (no import of this project), load it
+    printed = proc.stdout.split("load it with\n", 1)[1]
+    code = printed.replace("\n  ", "\n").strip() + (
+        "\nimport torch, sys\ntorch.save(model.state_dict(), sys.argv[1])")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "sd.pt")], check=True,
+                   cwd=tmp_path, capture_output=True)
+    loaded = torch.load(tmp_path / "sd.pt", weights_only=True)
+    assert torch.equal(loaded["visual.proj"], new)
 
     bad = P.Patch(good.tensors, {**good.manifest, "base_model_sha256": "f" * 64})
     P.save(bad, tmp_path / "bad")
@@ -97,11 +145,12 @@ def test_sd_export_to_a_folder_that_is_not_a_pipeline(tmp_path):
     save_file({"x": torch.zeros(1)}, str(tmp_path / "patch" / "text_encoder_patch.safetensors"))
     proc = _run(["-m", "slug_cli", "export-sd", "--file", str(tmp_path / "params.yaml"),
                  "--patch", str(tmp_path / "patch"), "--pipeline",
-                 str(tmp_path / "not-a-pipeline")], {}, tmp_path)
+                 str(tmp_path / "not-a-pipeline"), "--out", str(tmp_path / "o")], {}, tmp_path)
     _one_line_error(proc, "is not a diffusers pipeline folder")
 
 
 def test_sd_export_without_a_patch(tmp_path):
     proc = _run(["-m", "slug_cli", "export-sd", "--file", str(tmp_path / "params.yaml"),
-                 "--patch", str(tmp_path / "no-patch")], {}, tmp_path)
+                 "--patch", str(tmp_path / "no-patch"), "--out", str(tmp_path / "o")], {},
+                tmp_path)
     _one_line_error(proc, "text_encoder_patch.safetensors is missing")

@@ -19,11 +19,11 @@ def test_every_stage_declares_what_it_reads():
 
 
 def test_the_check_sees_a_missing_dep(tmp_path):
-    """Drop one imported module, one data path and one param from a copy of dvc.yaml: each is
-    reported."""
+    """Drop one imported module, one data path, one param and one model reference from a copy of
+    dvc.yaml: each is reported."""
     import yaml
 
-    for item in ("pipeline", "stages", "params.yaml", "benchmarks"):
+    for item in ("pipeline", "stages", "params.yaml", "benchmarks", "tiny"):
         src = ROOT / item
         dst = tmp_path / item
         if src.is_dir():
@@ -37,12 +37,14 @@ def test_the_check_sees_a_missing_dep(tmp_path):
     st["deps"] = [d for d in st["deps"] if d not in ("pipeline/unlearn/trials.py", "${rank.out}")]
     st["params"] = [p for p in st["params"] if p != "unlearn"] + ["unlearn.target"]
     raw["stages"]["evaluate"]["deps"].append("metrics/unlearn.json")
+    raw["stages"]["gradients"]["deps"].remove("data/refs/clip")
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     found = "\n".join(deps.check(tmp_path))
     assert "unlearn: imports pipeline/unlearn/trials.py, not a declared dep" in found
     assert "unlearn: reads data/rank (a path param), not a declared dep or out" in found
     assert "unlearn: reads param unlearn.topk, not declared under params" in found
     assert "evaluate: depends on the metrics file metrics/unlearn.json" in found
+    assert "gradients: loads the model reference tracked in data/refs/clip" in found
 
 
 def test_no_stage_imports_another_stage_or_reads_a_metrics_file():

@@ -80,6 +80,11 @@ def check_head(state: dict[str, torch.Tensor], classes: list[str], path, what: s
                          f"or list exactly its classes, in its order")
 
 
+def tiny_path(folder: str | Path, kind: str) -> Path:
+    """Where the embedded default's ``kind`` (style, object) classifier lives in its folder."""
+    return Path(folder) / f"{kind}.safetensors"
+
+
 def save_tiny(model: TinyConvNet, classes: list[str], path: str | Path, extra: dict) -> None:
     """The weights with their class list, width and ``extra`` (e.g. the held-out accuracy)."""
     save_tensors(path, model.state_dict(), {"arch": TINY, "classes": list(classes),

@@ -5,7 +5,8 @@
 * ``name``: any open_clip architecture (``ViT-B-32``) or one of the tiny configs shipped in
   ``configs/`` (registered with open_clip on import);
 * ``pretrained``: ``None`` (random init), an open_clip tag (``laion400m_e32``; downloaded by
-  open_clip where the network allows) or a local ``.safetensors``/``.pt`` file (offline).
+  open_clip where the network allows), a local ``.safetensors``/``.pt`` file, or a local open_clip
+  folder (``open_clip_config.json`` + weights, what ``slug export`` writes).
 
 Checkpoints are loaded with ``weights_only=True``.
 """
@@ -73,7 +74,7 @@ def _is_path(pretrained: str) -> bool:
             or pretrained.startswith("local-dir:"))
 
 
-def _check(name: str, pretrained: str | None, precision: str) -> None:
+def check(name: str, pretrained: str | None, precision: str) -> None:
     if name not in open_clip.list_models():
         tiny = sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
         raise ModelError(f"unknown architecture {name!r}; tiny configs: {', '.join(tiny)}; "
@@ -82,11 +83,16 @@ def _check(name: str, pretrained: str | None, precision: str) -> None:
         raise ModelError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
     if pretrained is None:
         return
+    path = Path(pretrained.removeprefix("local-dir:"))
+    if path.is_dir():
+        if not (path / "open_clip_config.json").exists():
+            raise ModelError(f"{path} is a folder without open_clip_config.json; an open_clip "
+                             f"model folder (what `slug export` writes) is expected")
+        return
     if _is_path(pretrained):
-        path = Path(pretrained.removeprefix("local-dir:"))
         if not path.exists():
             raise ModelError(f"pretrained checkpoint {path} does not exist; fix model.pretrained "
-                             f"in params.yaml (the embedded default trains it: pretrain.out)")
+                             f"in params.yaml")
         return
     tags = open_clip.list_pretrained_tags_by_model(name)
     if pretrained not in tags:
@@ -97,22 +103,39 @@ def _check(name: str, pretrained: str | None, precision: str) -> None:
 def build(name: str, pretrained: str | None = None, quick_gelu: bool = False,
           precision: str = "fp32", device: str = "cpu") -> ModelBundle:
     """Build model, preprocessing and tokenizer; clear ModelError for every expected mistake."""
-    _check(name, pretrained, precision)
+    check(name, pretrained, precision)
     dev = resolve_device(device)
     # open_clip logs a warning for random init; here random init is what was asked for.
     quiet = _quiet_root_logger() if pretrained is None else contextlib.nullcontext()
+    arch, weights = name, pretrained
+    if pretrained is not None and Path(pretrained.removeprefix("local-dir:")).is_dir():
+        arch, weights = "local-dir:" + pretrained.removeprefix("local-dir:"), None
     try:
         with quiet:
             model, preprocess_train, preprocess = open_clip.create_model_and_transforms(
-                name, pretrained=pretrained, precision=precision, device=dev,
+                arch, pretrained=weights, precision=precision, device=dev,
                 force_quick_gelu=quick_gelu, output_dict=True, weights_only=True)
     except (RuntimeError, KeyError) as exc:  # a checkpoint that does not fit the architecture
         raise ModelError(f"cannot load {pretrained!r} into {name}: {str(exc).splitlines()[0]}") \
             from None
     model.eval()
     return ModelBundle(model=model, preprocess=preprocess, preprocess_train=preprocess_train,
-                       tokenizer=open_clip.get_tokenizer(name), name=name, pretrained=pretrained,
+                       tokenizer=open_clip.get_tokenizer(arch), name=name, pretrained=pretrained,
                        quick_gelu=quick_gelu, precision=precision, device=dev)
+
+
+def model_config(name: str, pretrained: str | None) -> dict:
+    """The architecture's open_clip config (``model_cfg``), from the folder when ``pretrained``
+    is an open_clip folder."""
+    import json
+
+    folder = Path((pretrained or "").removeprefix("local-dir:"))
+    if pretrained and folder.is_dir():
+        return json.loads((folder / "open_clip_config.json").read_text())["model_cfg"]
+    cfg = open_clip.get_model_config(name)
+    if cfg is None:
+        raise ModelError(f"no open_clip config for {name!r}")
+    return cfg
 
 
 def from_params(m, device: str, precision: str | None = None) -> ModelBundle:

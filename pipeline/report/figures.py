@@ -85,6 +85,13 @@ def plot_search(rows: list[dict], path: str | Path, target: float, chosen: str |
             kw["color"] = colours[n]
         ax1.plot([p[0] for p in pts], [p[1] for p in pts], **kw)
         ax2.plot([p[0] for p in pts], [p[2] for p in pts], **kw)
+    for r in rows:
+        if r.get("chosen"):
+            for ax, key in ((ax1, "forget"), (ax2, "retain")):
+                ax.scatter([r["rel_step"]], [r[key]], marker="*", s=320, color="gold",
+                           edgecolor="black", zorder=5, label="chosen" if ax is ax2 else None)
+                ax.annotate("chosen", (r["rel_step"], r[key]), xytext=(8, 8),
+                            textcoords="offset points", fontsize=8, fontweight="bold")
     ax1.axhline(target, color="red", ls="--", lw=1)
     ax1.set(xscale="log", xlabel="step / ||theta|| (relative update)", ylabel="forget (search split)",
             title="forget score")
@@ -109,7 +116,10 @@ def plot_cosine(before, after, row_labels: list[str], col_labels: list[str], con
     ticks = [i for i in range(len(row_labels)) if i == 0 or row_labels[i] != row_labels[i - 1]]
     for ax, m, title in ((axes[0], before, "before"), (axes[1], after, f"after unlearning {concept}")):
         sns.heatmap(m.numpy(), ax=ax, vmin=vmin, vmax=vmax, cmap="viridis", cbar=ax is axes[1],
-                    xticklabels=col_labels, yticklabels=False)
+                    xticklabels=col_labels, yticklabels=False,
+                    cbar_kws={"label": "cosine similarity (image, class prompt)"})
+        ax.set_xlabel("class name (text prompt)")
+        ax.set_ylabel("images, grouped by their true class")
         ax.set_yticks([t + 0.5 for t in ticks], [row_labels[t] for t in ticks], fontsize=7)
         ax.set_xticklabels(col_labels, rotation=90, fontsize=7)
         ax.set_title(title)

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from ..errors import ModelError
-from ..io import save_tensors, write_json
+from ..io import atomic_dir, save_tensors, write_json
 from ..models.structure import state_dict_hash
 
 TENSORS = "patch.safetensors"
@@ -85,11 +85,22 @@ def revert(model: torch.nn.Module, originals: dict[str, torch.Tensor]) -> None:
         params[k].copy_(v)
 
 
-def export(model: torch.nn.Module, patch: Patch, out: str | Path) -> Path:
-    """Apply to (a copy of the weights of) ``model`` and write a full open_clip checkpoint."""
+EXPORT_WEIGHTS = "open_clip_model.safetensors"  # the names open_clip's 'local-dir:' loader reads
+EXPORT_CONFIG = "open_clip_config.json"
+
+
+def export(model: torch.nn.Module, patch: Patch, out: str | Path, model_cfg: dict) -> Path:
+    """Apply to (a copy of the weights of) ``model`` and write an open_clip model folder: the
+    weights and the architecture's config, so that the folder loads on its own, without this
+    project: ``open_clip.create_model_and_transforms('local-dir:<out>')``."""
+    from open_clip.push_to_hf_hub import save_config_for_hf
+
     originals = apply(model, patch)
     try:
-        return save_tensors(out, model.state_dict(), {
-            "slug_patch": {k: patch.manifest.get(k) for k in ("concept", "layers", "lambda")}})
+        with atomic_dir(out) as tmp:
+            save_tensors(tmp / EXPORT_WEIGHTS, model.state_dict(), {
+                "slug_patch": {k: patch.manifest.get(k) for k in ("concept", "layers", "lambda")}})
+            save_config_for_hf(model, tmp / EXPORT_CONFIG, model_cfg)
+        return Path(out)
     finally:
         revert(model, originals)

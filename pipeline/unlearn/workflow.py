@@ -91,14 +91,17 @@ def search_selected(model, grads: dict[str, torch.Tensor], selection: dict, scor
 
 
 def trace_rows(s: Search) -> list[dict]:
-    """One row per trial (the naive layer's too, flagged)."""
+    """One row per trial (the naive layer's too, flagged); ``chosen`` marks the patch's trial."""
     rows = []
     extra = [] if s.naive in s.result.searches else [s.naive]
+    res = s.result
     for ls in s.result.searches + extra:
         for i, t in enumerate(ls.result.trials):
+            chosen = bool(res.reached and ls.layer == res.layer and t is res.trial)
             rows.append({"layer": ls.layer, "eval": i + 1, "lambda": t.lam,
                          "rel_step": ls.rel(t.lam), "forget": t.forget, "retain": t.retain,
-                         "passed": t.passed, "naive": ls.layer == s.naive.layer, **t.extra})
+                         "passed": t.passed, "naive": ls.layer == s.naive.layer,
+                         "chosen": chosen, **t.extra})
     return rows
 
 

@@ -1,0 +1,136 @@
+"""A real run changes params only: every recipe of the README, applied to the micro repository with
+its /data and /models paths pointed at micro data, plans no tiny-world stage and misses no input
+(`slug check --target` and `dvc repro --dry`); the README's commands work when pasted; an
+experiment shows as one short row and `slug review` reports what it changed."""
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .micro import BIN, OBJECTS, STYLES, sh
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = {"clip-vit-b-32": "evaluate", "sd-1-5": "sd_evaluate", "sd-2-1": "sd_evaluate",
+           "unlearncanvas": "canvas"}
+SLUG = [str(BIN / "python"), "-m", "slug_cli"]
+
+
+@pytest.fixture(scope="module")
+def real_root(micro_repo, tmp_path_factory):
+    """/data and /models of the recipes, as links to the micro repository's files, and a
+    Hugging Face cache that holds the SD 2.1 hub id."""
+    root = tmp_path_factory.mktemp("real")
+    links = {"data/laion400m": "data/tiny/laion", "data/celeba": "data/tiny/celeba",
+             "data/imagenet": "data/tiny/imagenet", "data/characters": "data/tiny/characters",
+             "data/unlearncanvas": "data/tiny/unlearncanvas", "data/cc3m": "data/tiny/holdout",
+             "models/stable-diffusion-v1-5": "models/tiny-sd",
+             "models/unlearncanvas/style50": "models/tiny-sd-canvas"}
+    for name, target in links.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).symlink_to(micro_repo / target)
+    cls = root / "models/unlearncanvas/cls_model"
+    cls.mkdir(parents=True)
+    for name in ("style50.pth", "style50_cls.pth"):
+        (cls / name).write_bytes(b"a checkpoint")  # planned, never loaded
+    snap = root / "hf/models--stabilityai--stable-diffusion-2-1"
+    (snap / "snapshots/0123abc").mkdir(parents=True)
+    (snap / "refs").mkdir()
+    (snap / "refs/main").write_text("0123abc")
+    (snap / "snapshots/0123abc/model_index.json").write_text("{}")
+    return root
+
+
+def _apply(repo: Path, recipe: str, root: Path) -> None:
+    sh(*SLUG, "recipe", f"recipes/{recipe}.yaml", cwd=repo)
+    text = (repo / "params.yaml").read_text()
+    text = re.sub(r"(:\s+)/(data|models)/", rf"\g<1>{root}/\g<2>/", text)
+    raw = yaml.safe_load(text)
+    raw["canvas"].update(styles=STYLES, objects=OBJECTS)  # the micro canvas grid
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_plans_no_tiny_world_stage(micro_repo, real_root, recipe, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(real_root / "hf"))
+    target = RECIPES[recipe]
+    try:
+        _apply(micro_repo, recipe, real_root)
+        p = yaml.safe_load((micro_repo / "params.yaml").read_text())
+        assert p["world"] == "real" and str(real_root) in p["data"]["shards"]
+        check = sh(*SLUG, "check", "--target", target, cwd=micro_repo)
+        assert "error:" not in check and f"ok: plan: {target}: " in check
+        assert "0 of the tiny world" in check
+        dry = sh("dvc", "repro", "--dry", target, cwd=micro_repo)
+        planned = re.findall(r"Running stage '([^']+)'", dry)
+        assert target in planned and not [s for s in planned if s.startswith("tiny/")], planned
+    finally:
+        sh("git", "checkout", "params.yaml", cwd=micro_repo)
+
+
+@pytest.mark.slow
+def test_world_real_refuses_a_tiny_world_path(micro_repo):
+    try:
+        text = (micro_repo / "params.yaml").read_text().replace("world: tiny", "world: real")
+        (micro_repo / "params.yaml").write_text(text)
+        proc = subprocess.run([*SLUG, "check", "--only", "world"], cwd=micro_repo,
+                              capture_output=True, text=True)
+        assert proc.returncode == 1 and "error: world: params.yaml: world is real, but " \
+            "data.shards is data/tiny/laion, which the embedded default's tinyworld stage " \
+            "writes" in proc.stdout
+    finally:
+        sh("git", "checkout", "params.yaml", cwd=micro_repo)
+
+
+def _readme_commands() -> list[str]:
+    """Every command line of the README's bash blocks, without its comment."""
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    return [ln.split("  #")[0].strip() for b in blocks for ln in b.splitlines()
+            if ln.strip() and not ln.startswith("#")]
+
+
+TRAINING = ("python3 dev.py", "dvc repro", "dvc exp run", "source ", "make ")
+
+
+@pytest.mark.slow
+def test_readme_commands_work_when_pasted(micro_repo, tmp_path):
+    """The non-training commands run as printed in the micro repository. The two experiments
+    they name are made here cheaply (a rerun, and one with another MIA seed count: evaluate and
+    summary only); the README's own `dvc exp run` lines are training."""
+    commands = _readme_commands()
+    assert any(c.startswith("slug review") for c in commands)
+    names = re.findall(r"dvc exp run -n (\S+)", " ".join(commands))
+    assert names == ["iron-man", "spider-man"]
+    sh("dvc", "exp", "run", "-n", names[0], cwd=micro_repo)
+    sh("dvc", "exp", "run", "-n", names[1], "-S", "evaluate.mia_seeds=3", cwd=micro_repo)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "1000"}
+    ran = []
+    for cmd in commands:
+        if cmd.startswith(TRAINING) or "recipes/" in cmd:  # recipes: test above
+            continue
+        proc = subprocess.run(cmd, shell=True, cwd=micro_repo, env=env, capture_output=True,
+                              text=True, timeout=900)
+        assert proc.returncode == 0, f"{cmd}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+        ran.append((cmd, proc.stdout))
+    assert len(ran) >= 6
+    shown = next(out for cmd, out in ran if cmd.startswith("dvc exp show"))
+    width = max(len(ln) for ln in shown.splitlines())
+    assert width <= 200, f"dvc exp show is {width} columns wide:\n{shown}"
+    rows = [ln for ln in shown.splitlines() if "[iron-man]" in ln or "[spider-man]" in ln]
+    assert len(rows) == 2 and all("Iron Man" in r for r in rows)  # one row per experiment
+    review = (micro_repo / "review" / "review.md").read_text()
+    flat = re.sub(r" +", " ", review)
+    assert "| params.yaml | evaluate.mia_seeds | 2 | 3 |" in flat  # what changed ...
+    assert re.search(r"\| metrics/evaluate.json \| \S*mia\.mean \|", flat)  # ... what it moved
+    pngs = list((micro_repo / "review").glob("*.png"))
+    assert len(pngs) >= 6 and all(p.stat().st_size > 1000 for p in pngs)
+    for link in re.findall(r"\]\(([^)]+\.png)\)", review):
+        assert (micro_repo / "review" / link).exists(), link
+    exported = json.loads((micro_repo / "unlearned" / "open_clip_config.json").read_text())
+    assert "model_cfg" in exported
+    assert (micro_repo / "unlearned-sd" / "model_index.json").exists()
