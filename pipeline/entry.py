@@ -37,17 +37,18 @@ def params_file() -> str:
     return os.environ.get("SLUG_PARAMS", "params.yaml")
 
 
-def run(main: Callable[[Params], None], name: str | None = None) -> None:
+def run(main: Callable[[Params], None], name: str | None = None, embedded: bool = False) -> None:
     """Load and validate params (``params_file()``), run the checks every stage shares (the
     model references, the device: ``pipeline.preflight``), call ``main``; expected errors exit 1
-    with one line."""
+    with one line. ``embedded``: a stage of the embedded default (``tiny/dvc.yaml``), which
+    refuses to run under ``world: real``."""
     from . import preflight
 
     name = name or Path(sys.modules[main.__module__].__file__).stem
     try:
         p = params_mod.load(params_file())
         preflight.references(p)
-        preflight.world(p)
+        preflight.world(p, embedded)
         preflight.device(p.device)
         main(p)
     except SlugError as exc:

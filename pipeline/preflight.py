@@ -50,13 +50,18 @@ def references(p: Params) -> str:
                      for k in values)
 
 
-def world(p: Params) -> str:
+def world(p: Params, embedded: bool = False) -> str:
     """``world: real`` promises that the data and the CLIP model, which every real stage reads,
     are not the embedded default's: refuse one that is. (A stage that reads another reference,
     the SD or canvas pipeline, has the embedded default upstream when that reference is the
     tiny world's: ``slug check --target STAGE`` refuses that plan.)"""
     if p.world != "real":
         return "tiny: the embedded default"
+    if embedded:
+        raise ParamsError("world is real, and this stage builds the embedded default's tiny "
+                          "world (tiny/dvc.yaml): a reference still names its output (slug check "
+                          "--target STAGE says which), or run only the real targets "
+                          "(dvc exp run evaluate)")
     inputs = {f"data.{k}": v for k, v in vars(p.data).items()}
     inputs["model.pretrained"] = p.model.pretrained
     for key, value in inputs.items():

@@ -49,4 +49,4 @@ def main(p: Params) -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, embedded=True)

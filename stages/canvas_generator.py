@@ -42,4 +42,4 @@ def main(p: Params) -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, embedded=True)

@@ -154,3 +154,8 @@ def test_sd_export_without_a_patch(tmp_path):
                  "--patch", str(tmp_path / "no-patch"), "--out", str(tmp_path / "o")], {},
                 tmp_path)
     _one_line_error(proc, "text_encoder_patch.safetensors is missing")
+
+
+def test_an_embedded_default_stage_refuses_world_real(tmp_path):
+    proc = _run(["-m", "stages.pretrain"], {"world": "real"}, tmp_path)
+    _one_line_error(proc, "pretrain: world is real, and this stage builds the embedded default")
