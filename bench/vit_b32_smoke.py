@@ -94,13 +94,15 @@ def main(work: Path) -> None:
     start = time.time()
     check = sh(sys.executable, "-m", "slug_cli", "check", "--target", "evaluate", cwd=repo)
     t_check = time.time() - start
-    start = time.time()
+    load0, start = os.getloadavg()[0], time.time()
     log = sh("dvc", "repro", "evaluate", cwd=repo)
     t_repro = time.time() - start
     ran = [ln.split("'")[1] for ln in log.splitlines() if ln.startswith("Running stage")]
     metrics = {n: json.loads((repo / "metrics" / f"{n}.json").read_text())
                for n in ("filter", "unlearn", "evaluate")}
     result = {
+        "conditions": f"1-min load average {load0:.1f} before the run and {os.getloadavg()[0]:.1f} "
+                      f"after it (other work on the machine slows it)",
         "what": "ViT-B-32, random weights from a local file, filter -> evaluate on a small tiny "
                 "world (224 px preprocessing); a smoke run, not a forgetting result",
         "command": "python -m bench.vit_b32_smoke",

@@ -150,9 +150,10 @@ def smoke(root: Path) -> str:
     return (f"Smoke run on a real architecture (`python -m bench.vit_b32_smoke`): ViT-B-32 with "
             f"random weights from a local file, `{' -> '.join(b['stages_run'])}` on a small tiny "
             f"world through its 224-px preprocessing, {len(b['tiny_stages_planned'])} tiny-world "
-            f"stages: **{b['repro_s'] / 60:.1f} min** on {m['cpu_count']} CPU cores "
-            f"(`slug check --target evaluate`: {b['slug_check_s']:.1f} s; the step search "
-            f"{b['unlearn_time_s']:.0f} s, {b['evaluations']} trials).")
+            f"stages: **{b['repro_s'] / 60:.1f} min** on {m['cpu_count']} CPU cores, "
+            f"{b.get('conditions', 'on a quiet machine')} (`slug check --target evaluate`: "
+            f"{b['slug_check_s']:.1f} s; the step search {b['unlearn_time_s']:.0f} s, "
+            f"{b['evaluations']} trials).")
 
 
 TABLES = {"pretrain": pretrain, "smoke": smoke, "slug": slug, "compare": compare, "sd": sd,

@@ -38,3 +38,46 @@ def world_config(seed: int = 0, **tinyworld):
     from pipeline.tinyworld.generate import WorldConfig
 
     return WorldConfig.from_params(make_params({"tinyworld": tinyworld}).tinyworld, seed)
+
+
+class Ran:
+    """What a command run in this process left: exit code, stdout, stderr."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def run_module(module: str, *args: str, env: dict | None = None, cwd: Path | None = None) -> Ran:
+    """``python -m module args...`` inside this process (the libraries are imported once for the
+    whole test session instead of once per command); exit code and output as a subprocess would
+    give them. An exception the command does not turn into an exit code propagates: a traceback
+    is a test failure either way."""
+    import contextlib
+    import io
+    import os
+    import runpy
+    import sys
+
+    out, err = io.StringIO(), io.StringIO()
+    old_argv, old_env, old_cwd = sys.argv, dict(os.environ), os.getcwd()
+    code = 0
+    try:
+        sys.argv = [module, *args]
+        os.environ.update(env or {})
+        if cwd:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+            except SystemExit as exc:
+                if isinstance(exc.code, str):
+                    print(exc.code, file=sys.stderr)
+                    code = 1
+                else:
+                    code = exc.code or 0
+    finally:
+        sys.argv = old_argv
+        os.environ.clear()
+        os.environ.update(old_env)
+        os.chdir(old_cwd)
+    return Ran(code, out.getvalue(), err.getvalue())

@@ -2,15 +2,12 @@
 stages stop on the same line (the checks are one module, ``pipeline.check``)."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 
-from .helpers import write_params
+from .helpers import run_module, write_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,9 +20,8 @@ def _data(world: Path) -> dict:
 
 def _check(tmp_path, world, *only, **over):
     pfile = write_params(tmp_path / "params.yaml", {"data": _data(world), **over})
-    cmd = [sys.executable, "-m", "slug_cli", "check", "--file", str(pfile)]
-    proc = subprocess.run(cmd + (["--only", ",".join(only)] if only else []), cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    args = ["check", "--file", str(pfile)] + (["--only", ",".join(only)] if only else [])
+    proc = run_module("slug_cli", *args, cwd=ROOT)
     return proc, [ln for ln in proc.stdout.splitlines() if ln.startswith(("ok:", "error:"))]
 
 
@@ -84,10 +80,7 @@ def test_bad_device(micro_world, tmp_path):
 def test_the_filter_stage_stops_on_the_same_line(micro_world, tmp_path):
     pfile = write_params(tmp_path / "params.yaml", {"data": _data(micro_world),
                                                     "concept": "Nobody Atall"})
-    proc = subprocess.run([sys.executable, "-m", "stages.filter"], cwd=tmp_path,
-                          env={**os.environ, "SLUG_PARAMS": str(pfile),
-                               "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
-                          timeout=120)
+    proc = run_module("stages.filter", env={"SLUG_PARAMS": str(pfile)}, cwd=tmp_path)
     assert proc.returncode == 1 and not (tmp_path / "data").exists()  # stopped before the scan
     assert proc.stderr.strip().startswith(
         "error: filter: concept 'Nobody Atall' is not a class name")

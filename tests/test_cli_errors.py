@@ -1,20 +1,19 @@
 """Expected bad input ends in one line on stderr and exit 1, never a traceback."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from .helpers import write_params
+from .helpers import run_module, write_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(args, params: dict, tmp_path):
+    """``python -m ...`` with ``params`` (params.yaml plus these) as ``$SLUG_PARAMS``."""
     pfile = write_params(tmp_path / "params.yaml", params)
-    env = {**os.environ, "SLUG_PARAMS": str(pfile)}
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    assert args[0] == "-m"
+    return run_module(*args[1:], env={"SLUG_PARAMS": str(pfile)}, cwd=ROOT)
 
 
 def _one_line_error(proc, *needles):
@@ -40,8 +39,7 @@ def test_cli_unknown_architecture(tmp_path):
     pfile = write_params(tmp_path / "p.yaml",
                          {"model": {"name": "ViT-Nope", "pretrained": "x.safetensors"},
                           "refs": {"clip": "x.safetensors"}})
-    proc = subprocess.run([sys.executable, "-m", "slug_cli", "model", "--file", str(pfile)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = run_module("slug_cli", "model", "--file", str(pfile), cwd=ROOT)
     _one_line_error(proc, "unknown architecture 'ViT-Nope'")
 
 
@@ -49,8 +47,7 @@ def test_cli_missing_pretrained(tmp_path):
     missing = str(tmp_path / "none.safetensors")
     pfile = write_params(tmp_path / "p.yaml", {"model": {"pretrained": missing},
                                                "refs": {"clip": missing}})
-    proc = subprocess.run([sys.executable, "-m", "slug_cli", "model", "--file", str(pfile)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = run_module("slug_cli", "model", "--file", str(pfile), cwd=ROOT)
     _one_line_error(proc, "none.safetensors does not exist")
     assert "dvc repro" not in proc.stderr  # a real checkpoint is not made by a stage
 
@@ -114,9 +111,8 @@ def test_cli_export_round_trip_and_refusal(tmp_path):
     pfile = write_params(tmp_path / "p.yaml", {"model": {"pretrained": str(ckpt)},
                                                "refs": {"clip": str(ckpt)}})
     out = tmp_path / "unlearned"
-    proc = subprocess.run([sys.executable, "-m", "slug_cli", "export", "--file", str(pfile),
-                           "--patch", str(tmp_path / "good"), "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = run_module("slug_cli", "export", "--file", str(pfile), "--patch",
+                      str(tmp_path / "good"), "--out", str(out), cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     # the printed lines, pasted into a fresh python (no import of this project), load it
     printed = proc.stdout.split("load it with\n", 1)[1]
@@ -129,9 +125,8 @@ def test_cli_export_round_trip_and_refusal(tmp_path):
 
     bad = P.Patch(good.tensors, {**good.manifest, "base_model_sha256": "f" * 64})
     P.save(bad, tmp_path / "bad")
-    proc = subprocess.run([sys.executable, "-m", "slug_cli", "export", "--file", str(pfile),
-                           "--patch", str(tmp_path / "bad"), "--out", str(tmp_path / "x.st")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = run_module("slug_cli", "export", "--file", str(pfile), "--patch",
+                      str(tmp_path / "bad"), "--out", str(tmp_path / "x.st"), cwd=ROOT)
     _one_line_error(proc, "made for base model ffffffffffff")
     assert not (tmp_path / "x.st").exists()
 

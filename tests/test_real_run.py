@@ -100,14 +100,15 @@ TRAINING = ("python3 dev.py", "dvc repro", "dvc exp run", "source ", "make ")
 @pytest.mark.slow
 def test_readme_commands_work_when_pasted(micro_repo, tmp_path):
     """The non-training commands run as printed in the micro repository. The two experiments
-    they name are made here cheaply (a rerun, and one with another MIA seed count: evaluate and
-    summary only); the README's own `dvc exp run` lines are training."""
+    they name are made here cheaply (a rerun, and one with another cosine-figure size: evaluate
+    and summary only); the README's own `dvc exp run` lines are training."""
     commands = _readme_commands()
     assert any(c.startswith("slug review") for c in commands)
     names = re.findall(r"dvc exp run -n (\S+)", " ".join(commands))
     assert names == ["iron-man", "spider-man"]
     sh("dvc", "exp", "run", "-n", names[0], cwd=micro_repo)
-    sh("dvc", "exp", "run", "-n", names[1], "-S", "evaluate.mia_seeds=3", cwd=micro_repo)
+    sh("dvc", "exp", "run", "-n", names[1], "-S", "evaluate.matrix_images_per_class=2",
+       cwd=micro_repo)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "1000"}
     ran = []
     for cmd in commands:
@@ -125,8 +126,9 @@ def test_readme_commands_work_when_pasted(micro_repo, tmp_path):
     assert len(rows) == 2 and all("Iron Man" in r for r in rows)  # one row per experiment
     review = (micro_repo / "review" / "review.md").read_text()
     flat = re.sub(r" +", " ", review)
-    assert "| params.yaml | evaluate.mia_seeds | 2 | 3 |" in flat  # what changed ...
-    assert re.search(r"\| metrics/evaluate.json \| \S*mia\.mean \|", flat)  # ... what it moved
+    assert "| params.yaml | evaluate.matrix_images_per_class | 4 | 2 |" in flat  # what changed
+    assert "iron_man__plots_evaluate_cosine_png.png" in review  # the figure it redrew, both sides
+    assert "spider_man__plots_evaluate_cosine_png.png" in review
     pngs = list((micro_repo / "review").glob("*.png"))
     assert len(pngs) >= 6 and all(p.stat().st_size > 1000 for p in pngs)
     for link in re.findall(r"\]\(([^)]+\.png)\)", review):
