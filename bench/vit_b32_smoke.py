@@ -48,17 +48,12 @@ def sh(*cmd, cwd) -> str:
     return proc.stdout
 
 
-def merge(base: dict, over: dict) -> dict:
-    for k, v in over.items():
-        base[k] = merge(base[k], v) if isinstance(v, dict) else v
-    return base
-
-
 def main(work: Path) -> None:
     from pipeline import params as params_mod
     from pipeline.io import save_tensors
     from pipeline.models.factory import build
     from pipeline.tinyworld.generate import WorldConfig, generate
+    from slug_cli.recipe import merge
 
     shutil.rmtree(work, ignore_errors=True)
     repo, world = work / "repo", work / "data"

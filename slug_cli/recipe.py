@@ -19,15 +19,17 @@ from pipeline.errors import ParamsError
 from pipeline.io import write_text
 
 
-def merge(base, overlay, where: str = "") -> None:
-    """``overlay`` into ``base``, in place."""
+def merge(base: dict, overlay: dict) -> dict:
+    """``overlay`` into ``base``, in place (mappings merge key by key, ``None`` removes a key);
+    ``base``."""
     for key, value in overlay.items():
         if value is None:
             base.pop(key, None)
         elif isinstance(value, dict) and isinstance(base.get(key), dict):
-            merge(base[key], value, f"{where}{key}.")
+            merge(base[key], value)
         else:
             base[key] = value
+    return base
 
 
 def apply(recipe: str | Path, params_file: str | Path) -> list[str]:
