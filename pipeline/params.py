@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import string
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,6 +321,14 @@ class EvaluateParams:
     frequent: int = field(metadata=_range(1))
     mia_seeds: int = field(metadata=_range(1))
     matrix_images_per_class: int = field(metadata=_range(1))
+    batch_size: int = field(metadata=_range(1))
+    imagenet_images: int | None = field(metadata=_range(1))  # None: every image
+
+
+@dataclass
+class OracleParams:
+    concepts: list = field(metadata={"empty_ok": True})
+    out: str = field(metadata=_path())
 
 
 @dataclass
@@ -343,6 +352,7 @@ class Params:
     unlearn: UnlearnParams
     evaluate: EvaluateParams
     baselines: BaselinesParams
+    oracle: OracleParams
     sd: SDParams
     canvas: CanvasParams
 
@@ -352,6 +362,10 @@ def _fail(key: str, msg: str, value: Any) -> typing.NoReturn:
 
 
 def _convert(key: str, tp, value: Any, meta: dict):
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):  # ``X | None``: null allowed
+        if value is None:
+            return None
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             _fail(key, "must be a mapping", value)

@@ -62,6 +62,10 @@ def world(p: Params, embedded: bool = False) -> str:
                           "world (tiny/dvc.yaml): a reference still names its output (slug check "
                           "--target STAGE says which), or run only the real targets "
                           "(dvc exp run evaluate)")
+    if p.oracle.concepts:
+        raise ParamsError("params.yaml: world is real, but oracle.concepts lists "
+                          f"{', '.join(p.oracle.concepts)}: the retrain oracle pretrains the tiny "
+                          "CLIP (the embedded default's); set oracle.concepts: []")
     inputs = {f"data.{k}": v for k, v in vars(p.data).items()}
     inputs["model.pretrained"] = p.model.pretrained
     for key, value in inputs.items():

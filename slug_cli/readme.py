@@ -44,24 +44,105 @@ def slug(root: Path) -> str:
             for label, key, sub in (("forget top-1, concept's images", "forget", "top1"),
                                     ("forget top-5, concept's images", "forget", "top5"),
                                     ("forget top-1, forget test split", "forget_split", "top1"),
+                                    ("forget top-5, forget test split", "forget_split", "top5"),
                                     ("CelebA retain top-1 (target excluded)", "celeba", "top1"),
                                     ("ImageNet top-1", "imagenet", "top1"),
                                     ("MIA accuracy", "mia", "mean"))]
+    rows.append(["MIA-efficacy (forget pairs judged unseen)", _pct(b.get("mia_efficacy")),
+                 _pct(a.get("mia_efficacy")), _pct(naive.get("after", {}).get("mia_efficacy"))])
     rows.append(["layer (step / ‖θ‖)", "", f"`{u['layer']}` ({u['rel_step']:.3f})",
                  f"`{naive.get('layer', '–')}`"])
     return _md(["held-out metric (%)", "before", "SLUG", "naive layer"], rows)
+
+
+def _w1(x) -> str:
+    return "–" if x is None else f"{x:.3f}"
 
 
 def compare(root: Path) -> str:
     rows = []
     for m, r in _load(root, "compare")["methods"].items():
         t = r.get("time_to_forget_s")
-        t = "–" if m == "original" else ("never" if t is None else f"{t:.1f} s")
+        if m == "oracle":
+            t = "–" if r.get("time_s") is None else f"retrain {r['time_s'] / 60:.1f} min"
+        else:
+            t = "–" if m == "original" else ("never" if t is None else f"{t:.1f} s")
         rows.append([r["label"], _pct(r["forget_top1"]), _pct(r["forget_top5"]),
-                     _pct(r["celeba_top1"]), _pct(r["imagenet_top1"]), t,
-                     "" if m == "original" else f"{r['storage_mb']:.2f} MB"])
-    return _md(["method", "forget top-1", "forget top-5", "CelebA", "ImageNet", "time to forget",
-                "stored"], rows)
+                     _pct(r["celeba_top1"]), _pct(r["imagenet_top1"]),
+                     _pct(r.get("mia_efficacy")), _w1(r.get("cosine_w1")), t,
+                     "" if m in ("original", "oracle") else f"{r['storage_mb']:.2f} MB"])
+    return _md(["method", "forget top-1", "forget top-5", "CelebA", "ImageNet", "MIA-eff.",
+                "W1 to oracle", "time to forget", "stored"], rows)
+
+
+def _bench(root: Path, name: str) -> dict:
+    return json.loads((root / "bench" / f"{name}.json").read_text())
+
+
+def protocol(root: Path) -> str:
+    """The faithful protocol beside our variants (bench/protocol_variants.json)."""
+    b = _bench(root, "protocol_variants")
+    rows = []
+    for v in b["variants"]:
+        h = v.get("held_out") or {}
+        rows.append([v["variant"], f"top-{v['topk']} ≤ {v['target']:g}", v["fronts"],
+                     v["retain_batch"], f"`{v.get('layer', 'not reached')}`",
+                     "–" if v.get("validation_retain") is None else
+                     f"{100 * v['validation_retain']:.1f}",
+                     _pct(h.get("forget_top1")), _pct(h.get("forget_top5")),
+                     _pct(h.get("celeba_top1")), _pct(h.get("imagenet_top1"))])
+    return _md(["protocol", "stop rule (search split)", "fronts", "retain batch", "layer",
+                "validation retain", "forget top-1", "forget top-5", "CelebA", "ImageNet"], rows)
+
+
+def reliability(root: Path) -> str:
+    """Split-half reliability of the ranking: this run's (metrics/rank.json) and the curve
+    against the retain size (bench/alignment_reliability.json)."""
+    rel = _load(root, "rank")["reliability"]
+    curve = _bench(root, "alignment_reliability")["curve"]
+    rows = [["this run's retain split", "", *(f"{rel[t]['alignment_spearman']:.2f}"
+                                            for t in ("text", "vision")),
+             *(f"{rel[t]['front_jaccard']:.2f}" for t in ("text", "vision")),
+             *(f"{rel[t]['retain_half_cosine_median']:.2f}" for t in ("text", "vision")), ""]]
+    for key in sorted(curve, key=lambda k: (int(k.split("_b")[1]), int(k[1:].split("_")[0]))):
+        c, (n, bs) = curve[key], key[1:].split("_b")
+        tw = c["towers"]
+        rows.append([f"{int(n):,} pairs", bs,
+                     *(f"{tw[t]['abs_alignment_spearman_mean']:.2f}" for t in ("text", "vision")),
+                     *(f"{tw[t]['front1_jaccard_mean']:.2f}" for t in ("text", "vision")),
+                     *(f"{tw[t]['retain_half_cosine_median_mean']:.2f}"
+                       for t in ("text", "vision")), f"{c['time_s']:.0f} s"])
+    return _md(["retain set", "batch", "alignment ρ text", "vision", "front Jaccard text",
+                "vision", "retain half-cos text", "vision", "retain pass"], rows)
+
+
+def concepts(root: Path) -> str:
+    """Other concepts, the committed params (bench/concepts.json)."""
+    rows = []
+    for concept, c in _bench(root, "concepts")["concepts"].items():
+        for m in ("original", "slug", "ga", "gaft", "salun_ref", "ssd"):
+            r = c["methods"].get(m)
+            if r is None:
+                continue
+            rows.append([concept if m == "original" else "", r["label"],
+                         _pct(r["forget_top1"]), _pct(r["forget_top5"]), _pct(r["celeba_top1"]),
+                         _pct(r["imagenet_top1"]), "" if m == "original" else
+                         ("yes" if r["reached"] else "no")])
+    return _md(["concept", "method", "forget top-1", "forget top-5", "CelebA", "ImageNet",
+                "reached"], rows)
+
+
+def eval_memory(root: Path) -> str:
+    b = _bench(root, "eval_memory")
+    runs = {(r["mode"], r["images"]): r for r in b["runs"]}
+    lo, hi = b["counts"]
+    s = [runs[("stream", n)]["peak_rss_mb"] for n in (lo, hi)]
+    t = [runs[("stacked", n)]["peak_rss_mb"] for n in (lo, hi)] if ("stacked", hi) in runs else None
+    return (f"Evaluation streams its images (`python -m bench.eval_memory`): peak memory "
+            f"{s[0]:.0f} MB for {lo:,} CelebA-like images, {s[1]:.0f} MB for {hi:,} "
+            f"(×{s[1] / s[0]:.2f})" + (f"; stacking them, as before, grew ×{t[1] / t[0]:.2f} "
+                                       f"({t[0]:.0f} → {t[1]:.0f} MB) at {b['image_px']} px"
+                                       if t else "") + ".")
 
 
 def sd(root: Path) -> str:
@@ -158,8 +239,9 @@ def smoke(root: Path) -> str:
 
 TABLES = {"pretrain": pretrain, "smoke": smoke, "slug": slug, "compare": compare, "sd": sd,
           "unlearncanvas": unlearncanvas, "evaluate_full": evaluate_full,
-          "compare_full": compare_full, "timings": timings}
-FILES = ("README.md", "docs/results.md")
+          "compare_full": compare_full, "timings": timings, "protocol": protocol,
+          "reliability": reliability, "concepts": concepts, "eval_memory": eval_memory}
+FILES = ("README.md", "docs/results.md", "docs/protocol.md")
 
 
 def render(text: str, root: Path) -> str:

@@ -17,6 +17,7 @@ from pipeline.params import Params
 from pipeline.progress import progress
 from pipeline.report.comparison import plot_compare
 from pipeline.sets.build import load_split, read_concept, split_hashes
+from pipeline.train import oracle
 from pipeline.unlearn import compare as C
 from pipeline.unlearn import patch as patch_mod
 from pipeline.unlearn.baselines import BaselineData
@@ -35,23 +36,23 @@ def main(p: Params) -> None:
     fs, retain, rv = (load_split(sets.out, s, bundle.preprocess, tok)
                       for s in ("forget_search", "retain", "retain_val"))
     x = eval_inputs(evs, bundle, concept, sets.out, sets.n_nonmembers > 0, d.celeba,
-                    p.evaluate.frequent)
+                    p.evaluate.frequent, p.evaluate.imagenet_images, p.seed, p.evaluate.batch_size)
     base_hash, plots = state_dict_hash(model), plots_dir("compare")
+    orc, manifest = oracle.load(p.oracle.out, concept.label, p.model.quick_gelu, p.device)
     cmp = C.run_comparison(
         model, tok, BaselineData(fs, retain),
         lambda cached: TrialScorer(model, tok, kinds, concept, fs, rv, u.topk, cached), x, patch,
         patch_mod.size_bytes(u.out), C.SlugSettings.from_params(u, p.rank, p.gradients),
         b.methods, lambda method: C.baseline_settings(b, method, p.seed), p.evaluate.mia_seeds,
-        Path(b.out), plots / "live", p.seed, progress)
+        Path(b.out), plots / "live", p.seed, progress, orc and orc.model, manifest.get("train_s"))
     write_json(metrics_path("compare"), {
         "concept": concept.label, "kind": concept.kind, "target": u.target, "topk": u.topk,
         **C.summary(cmp.rows), "seed": p.seed, "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "data": split_hashes(sets.out, ("forget_search", "retain", "retain_val", "forget_test")),
-        "base_model_sha256": base_hash})
+        "threads": torch.get_num_threads(), "base_model_sha256": base_hash, "oracle": manifest,
+        "data": split_hashes(sets.out, ("forget_search", "retain", "retain_val", "forget_test"))})
     write_csv(plots / "methods.csv", cmp.rows, C.FIELDS)
     write_csv(plots / "curves.csv", cmp.curves, C.CURVE_FIELDS)
-    plot_compare(cmp.rows, cmp.curves, plots / "pareto.png", u.target, concept.label)
+    plot_compare(cmp.rows, cmp.curves, plots / "pareto.png", u.target, u.topk, concept.label)
     print("\n".join(C.lines(cmp.rows)))
 
 

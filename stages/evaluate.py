@@ -31,7 +31,8 @@ def main(p: Params) -> None:
     d = p.data
     x = eval_inputs(standard_sets(d.celeba, d.characters, d.imagenet, d.unlearncanvas,
                                   p.eval.templates), bundle, concept, p.sets.out,
-                    p.sets.n_nonmembers > 0, d.celeba, e.frequent)
+                    p.sets.n_nonmembers > 0, d.celeba, e.frequent, e.imagenet_images, p.seed,
+                    e.batch_size)
     ba = E.before_after(model, tok, x, patch, e.mia_seeds, e.matrix_images_per_class)
     naive = W.read_trace(p.unlearn.trace)["naive"]
     if naive["reached_target"]:

@@ -1,5 +1,7 @@
-"""Stage gradients: one pass over the forget-search and retain sets; per-layer statistics; the
-forget gradients of the layers a ranking may pick (``slug.layers_to_store``), as safetensors."""
+"""Stage gradients: one pass over the forget-search and retain sets, each in two halves (the full
+gradient is their weighted sum: ``pipeline.unlearn.reliability``); per-layer statistics, with each
+half's importance and alignment; the forget gradients of the layers a ranking may pick
+(``slug.layers_to_store``), as safetensors."""
 
 from __future__ import annotations
 
@@ -13,10 +15,9 @@ from pipeline.models.factory import from_params
 from pipeline.models.structure import state_dict_hash
 from pipeline.params import Params
 from pipeline.sets.build import load_split, split_hashes
-from pipeline.unlearn import layers as L
+from pipeline.unlearn import reliability as R
 from pipeline.unlearn import slug
 from pipeline.unlearn import workflow as W
-from pipeline.unlearn.gradients import gradient_pass
 
 
 def main(p: Params) -> None:
@@ -26,9 +27,9 @@ def main(p: Params) -> None:
     forget = load_split(sets, "forget_search", bundle.preprocess, bundle.tokenizer)
     retain = load_split(sets, "retain", bundle.preprocess, bundle.tokenizer)
     start = time.time()
-    g = gradient_pass(bundle.model, forget, retain, p.gradients.batch_size)
+    g = R.split_pass(bundle.model, forget, retain, p.gradients.batch_size)
     elapsed = time.time() - start
-    rows = L.stats_table(bundle.model, g.forget, g.retain, p.gradients.exclude)
+    rows = R.stats_table(bundle.model, g, p.gradients.exclude)
     keep = slug.layers_to_store(rows)
     with atomic_dir(p.gradients.out) as tmp:
         save_tensors(tmp / W.GRADS, {k: g.forget[k] for k in keep})
@@ -37,7 +38,8 @@ def main(p: Params) -> None:
             "model": {**bundle.describe(), "state_dict_sha256": state_dict_hash(bundle.model)},
             "sign": "stored = grad of L_f = mean(1 - cos); unlearn with theta + lambda * grad, "
                     "lambda > 0", "forget_loss": g.forget_loss, "retain_loss": g.retain_loss,
-            "n_forget": g.n_forget, "n_retain": g.n_retain, "stored_layers": keep,
+            "n_forget": g.n_forget, "n_retain": g.n_retain, "halves": g.describe(),
+            "stored_layers": keep,
             "data": split_hashes(sets, ("forget_search", "retain")),
             "time_s": round(elapsed, 2), "seed": p.seed})
     print(f"gradients: {g.n_forget} forget / {g.n_retain} retain pairs in {elapsed:.1f}s; "

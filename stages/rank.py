@@ -1,4 +1,5 @@
-"""Stage rank: the Pareto front per tower, the layers table with flags, the layers to search."""
+"""Stage rank: the Pareto front per tower, the layers table with flags, the layers to search, and
+the split-half reliability of the ranking (``pipeline.unlearn.reliability``)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from pipeline.io import write_csv, write_json
 from pipeline.params import Params
 from pipeline.report.figures import plot_pareto
 from pipeline.unlearn import layers as L
+from pipeline.unlearn import reliability as R
 from pipeline.unlearn import slug
 from pipeline.unlearn import workflow as W
 
 FIELDS = ["name", "tower", "depth", "numel", "norm_theta", "norm_grad_forget", "norm_grad_retain",
           "dot", "importance", "alignment", "abs_alignment", "ratio", "front_level", "on_front",
-          "selected", "naive"]
+          "selected", "naive", *R.HALF_COLUMNS]
 
 
 def main(p: Params) -> None:
@@ -31,10 +33,12 @@ def main(p: Params) -> None:
                 plots / "pareto.png", naive=naive)
     selection = {"rule": r.rule, "alignment": r.alignment, "fronts": r.fronts,
                  "candidates": len(rows), "front": sum(x["on_front"] for x in rows),
-                 "selected": selected, "naive_max_importance": naive}
+                 "selected": selected, "naive_max_importance": naive,
+                 "reliability": R.reliability(rows, r.alignment == "signed", r.fronts, selected)}
     write_json(Path(r.out) / W.SELECTION, selection)
     write_json(metrics_path("rank"), selection)
     print(f"rank: {len(selected)} layer(s) to search ({r.rule}); naive choice {naive}")
+    print(R.summary_line(selection["reliability"]))
 
 
 if __name__ == "__main__":

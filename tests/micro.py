@@ -31,6 +31,7 @@ MICRO_PARAMS = {
     "unlearn": {"max_evals": 8},
     "evaluate": {"mia_seeds": 2},
     "baselines": {"epochs": 1, "ssd": {"max_evals": 3}},
+    "oracle": {"concepts": ["Iron Man"]},  # the retrain oracle: one more 150-step pretraining
     "sd": {"train": {"vae_steps": 3, "unet_steps": 3, "batch_size": 8},
            "search": {"target_images": 4, "images_per_prompt": 1, "retained_per_kind": 1},
            "evaluate": {"images_per_prompt": 2, "steps": 2, "retained_per_kind": 1,

@@ -22,7 +22,7 @@ def test_dvc_repro_runs_the_pipeline(micro_repo):
     assert "Data and pipelines are up to date" in sh("dvc", "status", "dvc.yaml",
                                                      "tiny/dvc.yaml", cwd=repo)
     shown = json.dumps(json.loads(sh("dvc", "metrics", "show", "--json", cwd=repo)))
-    for name in ("pretrain", "filter", "rank", "unlearn", "evaluate", "compare", "sd_train",
+    for name in ("pretrain", "filter", "rank", "unlearn", "evaluate", "oracle", "compare", "sd_train",
                  "sd_unlearn", "sd_evaluate"):
         assert f"metrics/{name}.json" in shown
     row = json.loads((repo / "metrics" / "summary.json").read_text())
@@ -38,8 +38,18 @@ def test_dvc_repro_runs_the_pipeline(micro_repo):
                                    "index": manifest["concept"]["index"], "aliases": []}
     assert (repo / "models" / "patch" / "patch.safetensors").exists()
     cmp = json.loads((repo / "metrics" / "compare.json").read_text())
-    assert set(cmp["methods"]) == {"original", "slug", "ft", "ga", "gaft", "salun_ref", "ssd"}
+    assert set(cmp["methods"]) == {"original", "oracle", "slug", "ft", "ga", "gaft", "salun_ref",
+                                   "ssd"}
     assert cmp["methods"]["slug"]["rerun_matches_patch"] is True
+    oracle = json.loads((repo / "models" / "oracle" / "manifest.json").read_text())
+    assert oracle["trained"] and oracle["dropped_pairs"] > 0 and cmp["oracle"] == oracle
+    rows = cmp["methods"]
+    assert rows["oracle"]["gap_forget_top1"] == 0 and rows["oracle"]["cosine_w1"] == 0
+    for m in ("original", "slug", "ga"):  # every method is held against the oracle
+        assert rows[m]["gap_celeba_top1"] == pytest.approx(
+            rows[m]["celeba_top1"] - rows["oracle"]["celeba_top1"])
+        assert rows[m]["cosine_w1"] >= 0 and 0 <= rows[m]["mia_efficacy"] <= 1
+    assert rows["original"]["cosine_w1"] > 0  # the original model saw the pairs; the oracle not
     for m in ("ft", "ga", "gaft", "salun_ref", "ssd"):
         assert cmp["methods"][m]["storage_mb"] > 10 * cmp["methods"]["slug"]["storage_mb"]
         assert (repo / "models" / "baselines" / f"{m}.safetensors").exists()

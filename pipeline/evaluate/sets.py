@@ -53,9 +53,27 @@ def canvas_styles(root: Path, templates: Sequence[str]) -> EvalSet:
 
 
 def load(sets: Sequence[EvalSet], preprocess: Callable) -> dict[str, torch.Tensor]:
-    """Decode every set's images once."""
+    """Decode every set's images once, stacked (small sets only: the held-out evaluation streams
+    them, ``evaluate.stream``)."""
     return {s.name: load_images(s.paths, preprocess) for s in sets}
 
+
+def subsample(s: EvalSet, n: int | None, seed: int, keep: int | None = None) -> EvalSet:
+    """A fixed-seed random ``n`` of the set's images (in their order), e.g. the reference's 2,500
+    ImageNet images; ``None`` or ``n`` >= the set's size: the set itself. The images of class
+    ``keep`` (the concept, when it is of this kind) are all kept, besides the ``n`` others."""
+    import numpy as np
+
+    pool = np.arange(len(s.paths)) if keep is None else \
+        (s.targets != keep).nonzero().flatten().numpy()
+    if n is None or n >= len(pool):
+        return s
+    picked = set(np.random.default_rng(seed).choice(pool, n, replace=False).tolist())
+    if keep is not None:
+        picked |= set((s.targets == keep).nonzero().flatten().tolist())
+    idx = sorted(picked)
+    return EvalSet(s.name, s.classnames, [s.paths[i] for i in idx],
+                   s.targets[torch.tensor(idx, dtype=torch.long)], s.templates)
 
 
 def standard_sets(celeba_root: Path, characters_root: Path, imagenet_root: Path,

@@ -2,7 +2,9 @@
 membership inference, paired cosine.
 
 Everything here reads *test* data only (never the search split): the concept's evaluation images,
-the held-out forget split, CelebA, ImageNet, the other kinds, the non-members.
+the held-out forget split, CelebA, ImageNet, the other kinds, the non-members (and the retain
+split, as the MIA-efficacy attacker's members). Images are streamed (``evaluate.stream``):
+decoded, preprocessed and encoded one batch at a time, so memory does not grow with the sets.
 """
 
 from __future__ import annotations
@@ -15,10 +17,19 @@ import torch
 from .. import names
 from ..concept import Concept
 from ..datasets.pairs import PairData
-from .mia import mia_accuracy
-from .sets import EvalSet
-from .zeroshot import (
+from .mia import mia_accuracy, mia_efficacy
+from .sets import EvalSet, subsample
+from .stream import (
+    BATCH_SIZE,
+    Images,
+    Pairs,
+    TarPairs,
+    as_images,
     encode_images,
+    encode_pairs,
+    file_images,
+)
+from .zeroshot import (
     encode_texts,
     per_class_accuracy,
     text_classifier,
@@ -29,36 +40,57 @@ from .zeroshot import (
 @dataclass
 class EvalInputs:
     sets: dict[str, EvalSet]  # by kind
-    images: dict[str, torch.Tensor]  # by kind, preprocessed
+    images: dict[str, Images | torch.Tensor]  # by kind: a source (or preprocessed tensor)
     concept: Concept
-    forget_test: PairData
-    nonmembers: PairData | None
+    forget_test: Pairs | PairData
+    nonmembers: Pairs | PairData | None
     frequent: list[str]  # CelebA retain: these names, without the target
+    retain: Pairs | PairData | None = None  # the MIA-efficacy attacker's members
+    batch_size: int = BATCH_SIZE  # images decoded and encoded at a time
 
 
 def eval_inputs(sets: dict[str, EvalSet], bundle, concept: Concept, sets_dir: str,
-                nonmembers: bool, celeba_root: str, frequent: int) -> EvalInputs:
-    """The held-out evaluation data: every kind's images, the forget test split, the non-members
-    (when built) and the first ``frequent`` names of CelebA's frequent-names file."""
+                nonmembers: bool, celeba_root: str, frequent: int,
+                imagenet_images: int | None = None, seed: int = 0,
+                batch_size: int = BATCH_SIZE) -> EvalInputs:
+    """The held-out evaluation data, as sources read batch by batch: every kind's images (the
+    object kind: a ``seed``-fixed ``imagenet_images`` of them, the concept's own images kept), the
+    forget test split, the retain split, the non-members (when built) and the first ``frequent``
+    names of CelebA's frequent-names file."""
     from ..datasets.celeba import CelebA
-    from ..sets.build import load_split
-    from .sets import load
+    from ..sets.build import require_split
 
-    images = load(list(sets.values()), bundle.preprocess)
-    images = {k: images[s.name] for k, s in sets.items()}
-    forget_test = load_split(sets_dir, "forget_test", bundle.preprocess, bundle.tokenizer)
-    members = load_split(sets_dir, "nonmembers", bundle.preprocess, bundle.tokenizer) \
-        if nonmembers else None
-    names = CelebA(Path(celeba_root)).frequent()[:frequent]
-    return EvalInputs(sets, images, concept, forget_test, members, names)
+    if imagenet_images is not None and "object" in sets:
+        keep = concept.index if concept.kind == "object" else None
+        sets = {**sets, "object": subsample(sets["object"], imagenet_images, seed, keep)}
+    images = {k: file_images(s.paths, bundle.preprocess, s.name) for k, s in sets.items()}
+
+    def split(name: str) -> TarPairs:
+        return TarPairs(require_split(sets_dir, name), bundle.preprocess)
+
+    names_ = CelebA(Path(celeba_root)).frequent()[:frequent]
+    return EvalInputs(sets, images, concept, split("forget_test"),
+                      split("nonmembers") if nonmembers else None, names_,
+                      split("retain"), batch_size)
+
+
+def paired_cosine(model, tokenizer, pairs: Pairs | PairData, batch_size: int = BATCH_SIZE,
+                  limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per pair (the first ``limit``), cos(image, its caption), and the image embeddings."""
+    img, captions = encode_pairs(model, pairs, batch_size, limit)
+    return (img * encode_texts(model, tokenizer, captions)).sum(-1), img
 
 
 @torch.no_grad()
-def evaluate(model, tokenizer, x: EvalInputs, mia_seeds: int = 10) -> dict:
+def evaluate(model, tokenizer, x: EvalInputs, mia_seeds: int = 10, cosines: bool = False
+             ) -> dict:
+    """The held-out metrics; ``cosines`` adds ``forget_cosines``, the forget test pairs' paired
+    cosines as a tensor (for a distance between methods; not a JSON value)."""
     out: dict = {}
+    bs = x.batch_size
     clfs = {k: text_classifier(model, tokenizer, s.classnames, s.templates)
             for k, s in x.sets.items()}
-    feats = {k: encode_images(model, x.images[k]) for k in x.sets}
+    feats = {k: encode_images(model, x.images[k], bs) for k in x.sets}
     kind, cidx = x.concept.kind, x.concept.index
     target_set = x.sets[kind]
     x.concept.check(target_set.classnames)
@@ -69,14 +101,14 @@ def evaluate(model, tokenizer, x: EvalInputs, mia_seeds: int = 10) -> dict:
     tgt = target_set.targets[mask]
     out["forget"] = {f"top{k}": float(topk_correct(logits, tgt, k).float().mean()) for k in (1, 5)}
     # ... and the held-out forget split from the shards (captions name the concept)
-    fimg = encode_images(model, x.forget_test.images)
+    fcos, fimg = paired_cosine(model, tokenizer, x.forget_test, bs)
     flog = fimg @ clfs[kind].T
     ftgt = torch.full((len(flog),), cidx, dtype=torch.long)
     out["forget_split"] = {f"top{k}": float(topk_correct(flog, ftgt, k).float().mean())
                            for k in (1, 5)}
-    ftxt = encode_texts(model, tokenizer, x.forget_test.captions)
-    fcos = (fimg * ftxt).sum(-1)
     out["forget_cosine"] = float(fcos.mean())
+    if cosines:
+        out["forget_cosines"] = fcos.cpu()
 
     # CelebA-style retain: macro mean over frequent identities, the target excluded
     ids = x.sets["identity"]
@@ -93,17 +125,22 @@ def evaluate(model, tokenizer, x: EvalInputs, mia_seeds: int = 10) -> dict:
         lg = feats[k_][sel] @ clfs[k_].T
         res = {f"top{k}": float(topk_correct(lg, s.targets[sel], k).float().mean()) for k in (1, 5)}
         out[{"object": "imagenet"}.get(k_, s.name)] = res
-    if x.nonmembers is not None and len(x.nonmembers.images) >= 5:
-        nimg = encode_images(model, x.nonmembers.images)
-        ntxt = encode_texts(model, tokenizer, x.nonmembers.captions)
-        mean, std = mia_accuracy(fcos.numpy(), (nimg * ntxt).sum(-1).numpy(), seeds=mia_seeds)
-        out["mia"] = {"mean": mean, "std": std}
+    if x.nonmembers is not None:
+        ncos = paired_cosine(model, tokenizer, x.nonmembers, bs)[0].cpu().numpy()
+        if len(ncos) >= 5:
+            mean, std = mia_accuracy(fcos.cpu().numpy(), ncos, seeds=mia_seeds)
+            out["mia"] = {"mean": mean, "std": std}
+            if x.retain is not None:  # SalUn's MIA-efficacy (mia.py): as many retain pairs
+                # (members; the first of the retain split) as there are non-members
+                rcos = paired_cosine(model, tokenizer, x.retain, bs, len(ncos))[0].cpu().numpy()
+                if len(rcos) >= 5:
+                    out["mia_efficacy"] = mia_efficacy(rcos, ncos, fcos.cpu().numpy())
     return out
 
 
 @torch.no_grad()
-def cosine_matrix(model, tokenizer, s: EvalSet, images: torch.Tensor, per_class: int
-                  ) -> tuple[torch.Tensor, list[str]]:
+def cosine_matrix(model, tokenizer, s: EvalSet, images: Images | torch.Tensor, per_class: int,
+                  batch_size: int = BATCH_SIZE) -> tuple[torch.Tensor, list[str]]:
     """Cosine similarity of ``per_class`` images of every class (rows) with every class name
     prompt (columns), for the before/after figures."""
     rows = []
@@ -111,7 +148,7 @@ def cosine_matrix(model, tokenizer, s: EvalSet, images: torch.Tensor, per_class:
         idx = (s.targets == c).nonzero().flatten()[:per_class]
         rows.append(idx)
     idx = torch.cat(rows)
-    img = encode_images(model, images[idx])
+    img = encode_images(model, as_images(images).subset(idx.tolist()), batch_size)
     clf = text_classifier(model, tokenizer, s.classnames, s.templates)
     return img @ clf.T, [s.classnames[int(s.targets[i])] for i in idx]
 
@@ -139,11 +176,11 @@ def before_after(model, tokenizer, x: EvalInputs, patch, mia_seeds: int, per_cla
 
     s, images = x.sets[x.concept.kind], x.images[x.concept.kind]
     before = evaluate(model, tokenizer, x, mia_seeds)
-    mat_before, rows = cosine_matrix(model, tokenizer, s, images, per_class)
+    mat_before, rows = cosine_matrix(model, tokenizer, s, images, per_class, x.batch_size)
     originals = patch_mod.apply(model, patch)
     try:
         after = evaluate(model, tokenizer, x, mia_seeds)
-        mat_after, _ = cosine_matrix(model, tokenizer, s, images, per_class)
+        mat_after, _ = cosine_matrix(model, tokenizer, s, images, per_class, x.batch_size)
     finally:
         patch_mod.revert(model, originals)
     return BeforeAfter(before, after, mat_before, mat_after, rows)

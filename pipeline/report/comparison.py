@@ -7,11 +7,14 @@ from pathlib import Path
 from ..io import atomic_path
 from .figures import _plt
 
+MARKERS = {"slug": "*", "oracle": "D"}
 
-def plot_compare(rows: list[dict], curves: list[dict], path: str | Path, target: float,
+
+def plot_compare(rows: list[dict], curves: list[dict], path: str | Path, target: float, topk: int,
                  concept: str) -> None:
     """Three panels: held-out forget top-1 against identity retain and against object utility
-    (one point per method; up and to the left is better), and the forget score on the search split
+    (one point per method; up and to the left is better; the retrain oracle, when there is one,
+    is the diamond to aim at), and the search criterion (forget top-``topk`` on the search split)
     against wall time (each method's path to the target; SLUG's result time marked)."""
     plt = _plt()
     import seaborn as sns
@@ -27,7 +30,7 @@ def plot_compare(rows: list[dict], curves: list[dict], path: str | Path, target:
                 continue
             slug = r["method"] == "slug"
             ax.scatter(r["forget_top1"], r[key], s=220 if slug else 70, color=colours[r["method"]],
-                       marker="*" if slug else "o", edgecolor="black", linewidth=0.6,
+                       marker=MARKERS.get(r["method"], "o"), edgecolor="black", linewidth=0.6,
                        zorder=4 if slug else 3, alpha=0.9)
         ax.axvline(0.05, color="grey", ls=":", lw=1)
         ax.set(xlabel="forget top-1 (held-out; lower is better)", ylabel=title, xlim=(-0.05, 1.05))
@@ -45,8 +48,8 @@ def plot_compare(rows: list[dict], curves: list[dict], path: str | Path, target:
                     textcoords="offset points", xytext=(-12, 0), fontsize=9, va="center")
     ax.axhline(target, color="grey", ls=":", lw=1)
     ax.set(xscale="log", xlabel="wall time since the method started (s)",
-           ylabel="forget top-1 (search split)", ylim=(-0.04, 1.04), title="time to forget")
-    handles = [plt.Line2D([], [], marker="*" if m == "slug" else "o", ls="", color=colours[m],
+           ylabel=f"forget top-{topk} (search split)", ylim=(-0.04, 1.04), title="time to forget")
+    handles = [plt.Line2D([], [], marker=MARKERS.get(m, "o"), ls="", color=colours[m],
                           markeredgecolor="black", markersize=13 if m == "slug" else 8,
                           label=label[m]) for m in methods]
     fig.legend(handles=handles, loc="lower center", ncol=len(methods), frameon=False)

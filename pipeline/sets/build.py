@@ -50,6 +50,14 @@ def load_split(folder: str | Path, split: str, preprocess: Callable, tokenizer: 
     return load_pairs([Shard(path)], preprocess, tokenizer)
 
 
+def require_split(folder: str | Path, split: str) -> Path:
+    """A split's tar, which must exist (for readers that stream it, e.g. the evaluation)."""
+    path = split_path(folder, split)
+    if not path.exists():
+        raise DataError(f"{path} is missing; build the sets (params: sets.out = {folder})")
+    return path
+
+
 def split_hashes(folder: str | Path, splits: Sequence[str]) -> dict[str, str]:
     """SHA-256 of the named splits' tars, keyed by file name (for manifests)."""
     return {split_path(folder, s).name: sha256_file(split_path(folder, s)) for s in splits}

@@ -17,6 +17,8 @@ import torch
 
 from ..datasets.pairs import PairData, load_pairs
 from ..datasets.shards import ReadReport, Shard
+from ..errors import DataError
+from ..params import PretrainParams
 from ..progress import progress
 
 
@@ -33,7 +35,7 @@ class TrainConfig:
     augment_shift: int  # random translation in pixels (0 = off)
 
     @classmethod
-    def from_params(cls, t, seed: int) -> "TrainConfig":
+    def from_params(cls, t: PretrainParams, seed: int) -> "TrainConfig":
         return cls(steps=t.steps, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
                    warmup=t.warmup, seed=seed, eval_every=t.eval_every,
                    augment_shift=t.augment_shift)
@@ -114,16 +116,32 @@ class Pretraining:
     report: ReadReport
     load_s: float
     train_s: float
+    dropped: int = 0  # pairs removed before training (``drop``)
 
 
-def pretrain(bundle, shards: Sequence[Shard], eval_sets: Sequence, cfg: TrainConfig
-             ) -> Pretraining:
+def without(data: PairData, drop: Callable[[str], bool]) -> tuple[PairData, int]:
+    """The pairs whose caption ``drop`` rejects removed (order kept), and how many were."""
+    keep = [i for i, c in enumerate(data.captions) if not drop(c)]
+    if not keep:
+        raise DataError("every training pair was dropped; nothing left to train on")
+    idx = torch.tensor(keep, dtype=torch.long)
+    kept = PairData(data.images[idx], data.tokens[idx], [data.captions[i] for i in keep],
+                    data.report, [data.keys[i] for i in keep] if data.keys else [])
+    return kept, len(data.captions) - len(keep)
+
+
+def pretrain(bundle, shards: Sequence[Shard], eval_sets: Sequence, cfg: TrainConfig,
+             drop: Callable[[str], bool] | None = None) -> Pretraining:
     """Read the shards once, train ``bundle.model`` on them, score it on ``eval_sets`` (zero-shot
-    over their class names) every ``cfg.eval_every`` steps and at the end."""
+    over their class names) every ``cfg.eval_every`` steps and at the end. ``drop`` removes the
+    pairs whose caption it accepts before training (the retrain oracle: the concept's pairs)."""
     from ..evaluate.sets import load as load_eval_images
 
     start = time.time()
     data = load_pairs(shards, bundle.preprocess, bundle.tokenizer)
+    dropped = 0
+    if drop is not None:
+        data, dropped = without(data, drop)
     images = load_eval_images(eval_sets, bundle.preprocess)
     load_s = time.time() - start
 
@@ -133,4 +151,4 @@ def pretrain(bundle, shards: Sequence[Shard], eval_sets: Sequence, cfg: TrainCon
     history = train(bundle.model, data, cfg, evaluate)
     train_s = time.time() - start - load_s
     final = {s.name: s.score(bundle.model, bundle.tokenizer, images[s.name]) for s in eval_sets}
-    return Pretraining(history, final, data.report, load_s, train_s)
+    return Pretraining(history, final, data.report, load_s, train_s, dropped)

@@ -1,10 +1,16 @@
-"""SLUG and the baselines side by side, on the same sets, by the same evaluation.
+"""SLUG and the baselines side by side, on the same sets, by the same evaluation, and held against the retrain oracle when there is one.
 
 SLUG is re-run end to end (gradient pass, ranking, step search) through the one entry point, so
 that its time is measured beside the baselines' on the same machine state; its held-out metrics
 are those of the shipped patch, and the re-run must pick the patch's layer and step. Every
 baseline starts from the base weights, stops on SLUG's search criterion (the same scorer on the
 same search data), and is evaluated on the held-out sets by ``evaluate.unlearning.evaluate``.
+
+The retrain oracle (a model pretrained without the concept's pairs, ``pipeline.train.oracle``) is
+what an unlearning should look like. Every row then gets its distance to the oracle: the gaps
+(method - oracle) of each held-out accuracy and MIA number, and ``cosine_w1``, the Wasserstein-1
+distance between the forget test pairs' paired cosines under the method and under the oracle
+(0: the forget pairs look exactly as they do to a model that never saw them).
 """
 
 from __future__ import annotations
@@ -35,8 +41,10 @@ from .baselines.iterative import IterativeConfig
 from .baselines.ssd import SSDConfig
 
 FIELDS = ["method", "label", "forget_top1", "forget_top5", "forget_split_top1", "celeba_top1",
-          "imagenet_top1", "mia", "reached", "time_to_forget_s", "time_s", "peak_mem_mb",
-          "storage_mb", "changed_share", "epochs"]
+          "imagenet_top1", "mia", "mia_efficacy", "reached", "time_to_forget_s", "time_s", "peak_mem_mb",
+          "storage_mb", "changed_share", "epochs", "gap_forget_top1", "gap_forget_top5",
+          "gap_celeba_top1", "gap_imagenet_top1", "gap_mia", "gap_mia_efficacy", "cosine_w1"]
+GAPS = ("forget_top1", "forget_top5", "celeba_top1", "imagenet_top1", "mia", "mia_efficacy")
 CURVE_FIELDS = ["method", "label", "step", "epoch", "elapsed_s", "forget", "retain"]
 
 
@@ -66,7 +74,28 @@ def _row(method: str, res: dict, **cost) -> dict:
             "forget_top1": res["forget"]["top1"], "forget_top5": res["forget"]["top5"],
             "forget_split_top1": res["forget_split"]["top1"],
             "celeba_top1": res["celeba"]["top1"], "imagenet_top1": res["imagenet"]["top1"],
-            "mia": res.get("mia", {}).get("mean"), **cost}
+            "mia": res.get("mia", {}).get("mean"), "mia_efficacy": res.get("mia_efficacy"),
+            **cost}
+
+
+def w1(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Wasserstein-1 distance between two samples of one variable (their quantile functions'
+    mean absolute difference, on a common grid when the sizes differ)."""
+    a, b = torch.sort(a.double().flatten())[0], torch.sort(b.double().flatten())[0]
+    if len(a) != len(b):
+        q = (torch.arange(1000, dtype=torch.float64) + 0.5) / 1000
+        a, b = torch.quantile(a, q), torch.quantile(b, q)
+    return float((a - b).abs().mean())
+
+
+def oracle_gaps(rows: list[dict], cosines: dict[str, torch.Tensor]) -> None:
+    """Each row's distance to the ``oracle`` row (in place): ``gap_<metric>`` = method - oracle,
+    and ``cosine_w1`` against the oracle's forget-pair cosines."""
+    oracle = next(r for r in rows if r["method"] == "oracle")
+    for r in rows:
+        for k in GAPS:
+            r[f"gap_{k}"] = None if r.get(k) is None or oracle.get(k) is None else r[k] - oracle[k]
+        r["cosine_w1"] = w1(cosines[r["method"]], cosines["oracle"])
 
 
 def _changed_share(model, base: dict[str, torch.Tensor]) -> float:
@@ -104,15 +133,25 @@ class Comparison:
 def run_comparison(model, tokenizer, data: BaselineData, scorer: Callable[[bool], slug.Scorer],
                    x: EvalInputs, patch: patch_mod.Patch, patch_bytes: int, s: SlugSettings,
                    methods: list[str], settings: Callable[[str], object], mia_seeds: int,
-                   checkpoints: Path, live: Path, seed: int, progress=lambda x, **k: x
-                   ) -> Comparison:
+                   checkpoints: Path, live: Path, seed: int, progress=lambda x, **k: x,
+                   oracle=None, oracle_time_s: float | None = None) -> Comparison:
     """``scorer(cached)`` makes a fresh search scorer; ``settings(method)`` a baseline's config.
     Each baseline's weights are written to ``checkpoints/<method>.safetensors`` and its stop-rule
-    checks logged under ``live/<method>``. The model is left at its base weights."""
+    checks logged under ``live/<method>``. ``oracle`` (a model) adds the oracle row and every
+    row's distance to it. The model is left at its base weights."""
     device = next(model.parameters()).device
     base = {k: v.detach().clone() for k, v in model.named_parameters()}
     base_hash = state_dict_hash(model)
-    rows, curves = [_row("original", evaluate(model, tokenizer, x, mia_seeds))], []
+    cosines = {}
+
+    def assess(method: str, m=model) -> dict:
+        res = evaluate(m, tokenizer, x, mia_seeds, cosines=True)
+        cosines[method] = res.pop("forget_cosines")
+        return res
+
+    rows, curves = [_row("original", assess("original"))], []
+    if oracle is not None:
+        rows.append(_row("oracle", assess("oracle", oracle), time_s=oracle_time_s))
 
     with Meter(device) as meter:  # SLUG, timed end to end; the shipped patch is what is evaluated
         res = slug.unlearn(model, data.forget, data.retain, scorer(True), s.search, s.rank,
@@ -121,7 +160,7 @@ def run_comparison(model, tokenizer, data: BaselineData, scorer: Callable[[bool]
     same = res.reached and [res.layer] == m["layers"] and \
         abs(res.lam - m["lambda"]) <= 1e-6 * m["lambda"]
     originals = patch_mod.apply(model, patch)
-    slug_res = evaluate(model, tokenizer, x, mia_seeds)
+    slug_res = assess("slug")
     patch_mod.revert(model, originals)
     rows.append(_row("slug", slug_res, reached=res.reached,
                      time_to_forget_s=meter.time_s if res.reached else None, time_s=meter.time_s,
@@ -142,7 +181,7 @@ def run_comparison(model, tokenizer, data: BaselineData, scorer: Callable[[bool]
             outcome = run_method(method, model, data, settings(method), rule, progress)
         if hasattr(log, "end"):
             log.end()
-        res_m = evaluate(model, tokenizer, x, mia_seeds)
+        res_m = assess(method)
         ckpt = Path(checkpoints) / f"{method}.safetensors"
         save_tensors(ckpt, model.state_dict())
         rows.append(_row(method, res_m, reached=outcome.reached,
@@ -155,6 +194,8 @@ def run_comparison(model, tokenizer, data: BaselineData, scorer: Callable[[bool]
                     "elapsed_s": c.elapsed_s, "forget": c.forget, "retain": c.retain}
                    for c in outcome.checks]
     _restore(model, base)
+    if oracle is not None:
+        oracle_gaps(rows, cosines)
     return Comparison(rows, curves, same)
 
 
@@ -175,7 +216,7 @@ def summary(rows: list[dict]) -> dict:
         "utility_at_forget_le_0.05": {
             r["method"]: {"forget_top1": r["forget_top1"], "celeba_top1": r["celeba_top1"],
                           "imagenet_top1": r["imagenet_top1"]}
-            for r in rows if r["method"] != "original" and r["forget_top1"] <= 0.05},
+            for r in rows if r["method"] not in ("original", "oracle") and r["forget_top1"] <= 0.05},
         "storage_ratio_full_over_patch": max((r["storage_mb"] for r in rows
                                               if r["method"] in ITERATIVE_METHODS), default=0)
         / by["slug"]["storage_mb"],

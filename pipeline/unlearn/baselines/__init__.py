@@ -12,7 +12,7 @@ from . import iterative, ssd
 from .common import CurveLog, NullLog, Outcome, StopRule
 
 LABELS = {"slug": "SLUG", "ft": "FT", "ga": "GA", "gaft": "GAFT", "salun_ref": "SalUn (ref.)",
-          "ssd": "SSD", "original": "original"}
+          "ssd": "SSD", "original": "original", "oracle": "oracle (retrain)"}
 
 
 @dataclass
