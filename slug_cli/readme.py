@@ -12,6 +12,7 @@ import re
 import sys
 from pathlib import Path
 
+ITERATIVE = ("ft", "ga", "gaft", "salun_ref")  # the baselines that train for epochs
 MARK = re.compile(r"(<!-- table:(\w+) -->\n)(.*?)(<!-- /table -->)", re.S)
 
 
@@ -95,6 +96,64 @@ def protocol(root: Path) -> str:
                 "validation retain", "forget top-1", "forget top-5", "CelebA", "ImageNet"], rows)
 
 
+def protocol_short(root: Path) -> str:
+    """The faithful default beside this project's previous protocol (README)."""
+    b = _bench(root, "protocol_variants")
+    rows = []
+    for v in (b["variants"][0], b["variants"][-1]):
+        h = v.get("held_out") or {}
+        rows.append([f"{v['variant']}: top-{v['topk']} ≤ {v['target']:g}, fronts {v['fronts']}, "
+                     f"batch {v['retain_batch']}", _pct(h.get("forget_top1")),
+                     _pct(h.get("forget_top5")), _pct(h.get("celeba_top1")),
+                     _pct(h.get("imagenet_top1"))])
+    return _md(["protocol (stop rule, fronts, retain batch)", "forget top-1", "forget top-5",
+                "CelebA", "ImageNet"], rows)
+
+
+def verdict(root: Path) -> str:
+    """Where SLUG keeps more utility than each baseline that forgets, and where not
+    (compare.json; utility = CelebA and ImageNet top-1, SLUG minus the baseline, in points)."""
+    m = _load(root, "compare")["methods"]
+    s = m["slug"]
+    groups: dict[str, list[str]] = {"more": [], "less": [], "a mix": [], "no forgetting": []}
+    for k in ("ft", "ga", "gaft", "salun_ref", "ssd"):
+        if (r := m.get(k)) is None:
+            continue
+        if r["forget_top1"] > 0.05:
+            groups["no forgetting"].append(f"{r['label']} (forget top-1 {_pct(r['forget_top1'])})")
+            continue
+        d = [100 * (s[x] - r[x]) for x in ("celeba_top1", "imagenet_top1")]
+        word = "more" if min(d) > 0 else ("less" if max(d) < 0 else "a mix")
+        groups[word].append(f"{r['label']} ({d[0]:+.1f} / {d[1]:+.1f})")
+    parts = [f"{w} than {', '.join(v)}" for w, v in groups.items() if v and w != "no forgetting"]
+    out = "At the same stop rule SLUG keeps " + "; ".join(parts) + " (CelebA / ImageNet points)."
+    if groups["no forgetting"]:
+        out += f" Not forgetting: {', '.join(groups['no forgetting'])}."
+    missed = [m[k]["label"] for k in ITERATIVE if k in m and not m[k]["reached"]]
+    if missed:
+        out += (f" {', '.join(missed)} did not meet the search-split stop rule within "
+                f"{max(m[k]['epochs'] or 0 for k in ITERATIVE if k in m):g} epochs.")
+    if (o := m.get("oracle")) is not None:
+        out += (f" SLUG is {100 * (o['celeba_top1'] - s['celeba_top1']):.1f} CelebA and "
+                f"{100 * (o['imagenet_top1'] - s['imagenet_top1']):.1f} ImageNet points below the "
+                f"retrain oracle.")
+    return out
+
+
+def reliability_line(root: Path) -> str:
+    rel = _load(root, "rank")["reliability"]
+    curve = _bench(root, "alignment_reliability")["curve"]
+    big = max((k for k in curve if k.endswith("_b16")), key=lambda k: int(k[1:].split("_")[0]))
+    n = int(big[1:].split("_")[0])
+    tw = curve[big]["towers"]
+    return (f"Split-half Spearman ρ of the alignment, text / vision: "
+            f"{rel['text']['alignment_spearman']:.2f} / {rel['vision']['alignment_spearman']:.2f} "
+            f"on this run's retain split, {tw['text']['abs_alignment_spearman_mean']:.2f} / "
+            f"{tw['vision']['abs_alignment_spearman_mean']:.2f} at {n:,} pairs (0.8 would be "
+            f"usable); importance: {rel['text']['importance_spearman']:.2f} / "
+            f"{rel['vision']['importance_spearman']:.2f}.")
+
+
 def reliability(root: Path) -> str:
     """Split-half reliability of the ranking: this run's (metrics/rank.json) and the curve
     against the retain size (bench/alignment_reliability.json)."""
@@ -114,22 +173,6 @@ def reliability(root: Path) -> str:
                        for t in ("text", "vision")), f"{c['time_s']:.0f} s"])
     return _md(["retain set", "batch", "alignment ρ text", "vision", "front Jaccard text",
                 "vision", "retain half-cos text", "vision", "retain pass"], rows)
-
-
-def concepts(root: Path) -> str:
-    """Other concepts, the committed params (bench/concepts.json)."""
-    rows = []
-    for concept, c in _bench(root, "concepts")["concepts"].items():
-        for m in ("original", "slug", "ga", "gaft", "salun_ref", "ssd"):
-            r = c["methods"].get(m)
-            if r is None:
-                continue
-            rows.append([concept if m == "original" else "", r["label"],
-                         _pct(r["forget_top1"]), _pct(r["forget_top5"]), _pct(r["celeba_top1"]),
-                         _pct(r["imagenet_top1"]), "" if m == "original" else
-                         ("yes" if r["reached"] else "no")])
-    return _md(["concept", "method", "forget top-1", "forget top-5", "CelebA", "ImageNet",
-                "reached"], rows)
 
 
 def eval_memory(root: Path) -> str:
@@ -196,7 +239,7 @@ def compare_full(root: Path) -> str:
     c = _load(root, "compare")
     rows = []
     for m, r in c["methods"].items():
-        if m == "original":
+        if m in ("original", "oracle"):  # no run to report: see the compare table
             continue
         t, ep = r.get("time_to_forget_s"), r.get("epochs")
         rows.append([r["label"], _pct(r["forget_split_top1"]), _pct(r["mia"]),
@@ -206,8 +249,10 @@ def compare_full(root: Path) -> str:
     tr = c["time_ratio"]
     return (_md(["method", "forget split top-1", "MIA", "reached", "time to forget", "total time",
                  "peak memory", "entries changed", "epochs"], rows)
-            + f"\n\nThe fastest iterative baseline ({tr['fastest_iterative']}) took "
-              f"{tr['iterative_over_slug']:.2f}x SLUG's time to forget.")
+            + (f"\n\nThe fastest iterative baseline ({tr['fastest_iterative']}) took "
+               f"{tr['iterative_over_slug']:.2f}x SLUG's time to forget."
+               if tr["fastest_iterative"] else "\n\nNo iterative baseline met the stop rule, so "
+               "there is no time-to-forget ratio."))
 
 
 def timings(root: Path) -> str:
@@ -240,8 +285,10 @@ def smoke(root: Path) -> str:
 TABLES = {"pretrain": pretrain, "smoke": smoke, "slug": slug, "compare": compare, "sd": sd,
           "unlearncanvas": unlearncanvas, "evaluate_full": evaluate_full,
           "compare_full": compare_full, "timings": timings, "protocol": protocol,
-          "reliability": reliability, "concepts": concepts, "eval_memory": eval_memory}
-FILES = ("README.md", "docs/results.md", "docs/protocol.md")
+          "reliability": reliability, "eval_memory": eval_memory,
+          "protocol_short": protocol_short, "verdict": verdict,
+          "reliability_line": reliability_line}
+FILES = ("README.md", "docs/results.md", "docs/protocol.md", "docs/real-data.md")
 
 
 def render(text: str, root: Path) -> str:
