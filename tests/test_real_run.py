@@ -81,6 +81,13 @@ def test_world_real_refuses_a_tiny_world_path(micro_repo):
         proc = subprocess.run([*SLUG, "check", "--only", "world"], cwd=micro_repo,
                               capture_output=True, text=True)
         assert proc.returncode == 1 and "error: world: params.yaml: world is real, but " \
+            "oracle.concepts lists Iron Man" in proc.stdout  # the micro run's retrain oracle
+        p = yaml.safe_load(text)
+        p["oracle"]["concepts"] = []
+        (micro_repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+        proc = subprocess.run([*SLUG, "check", "--only", "world"], cwd=micro_repo,
+                              capture_output=True, text=True)
+        assert proc.returncode == 1 and "error: world: params.yaml: world is real, but " \
             "data.shards is data/tiny/laion, which the embedded default's tinyworld stage " \
             "writes" in proc.stdout
     finally:
