@@ -81,3 +81,17 @@ def run_module(module: str, *args: str, env: dict | None = None, cwd: Path | Non
         os.environ.update(old_env)
         os.chdir(old_cwd)
     return Ran(code, out.getvalue(), err.getvalue())
+
+
+def random_pairs(n: int, caption: str, seed: int):
+    """``n`` image-caption pairs of random 32-px images (seeded) and ``caption.format(i)``."""
+    import open_clip
+    import torch
+
+    from pipeline.datasets.pairs import PairData
+    from pipeline.datasets.shards import ReadReport
+
+    g = torch.Generator().manual_seed(seed)
+    tok = open_clip.get_tokenizer("ViT-B-32", context_length=32)
+    caps = [caption.format(i) for i in range(n)]
+    return PairData(torch.randn(n, 3, 32, 32, generator=g), tok(caps), caps, ReadReport())

@@ -3,12 +3,9 @@ method moving the forget pairs' cosine the right way on a micro problem."""
 
 import dataclasses
 
-import open_clip
 import pytest
 import torch
 
-from pipeline.datasets.pairs import PairData
-from pipeline.datasets.shards import ReadReport
 from pipeline.models.factory import build
 from pipeline.unlearn.baselines import (
     BaselineData,
@@ -20,7 +17,7 @@ from pipeline.unlearn.baselines import (
 from pipeline.unlearn.compare import baseline_settings
 from pipeline.unlearn.losses import paired_cosine, retain_loss
 
-from .helpers import make_params
+from .helpers import make_params, random_pairs
 
 
 def _settings(method: str, **over):
@@ -85,17 +82,10 @@ class ScriptedScorer:
         return v, 0.5, {}
 
 
-def _pairs(n, caption, seed):
-    g = torch.Generator().manual_seed(seed)
-    tok = open_clip.get_tokenizer("ViT-B-32", context_length=32)
-    caps = [caption.format(i) for i in range(n)]
-    return PairData(torch.randn(n, 3, 32, 32, generator=g), tok(caps), caps, ReadReport())
-
-
 @pytest.fixture(scope="module")
 def micro():
-    forget = _pairs(16, "a photo of Elon Musk.", 1)
-    retain = _pairs(32, "a photo of object number {}.", 2)
+    forget = random_pairs(16, "a photo of Elon Musk.", 1)
+    retain = random_pairs(32, "a photo of object number {}.", 2)
     return BaselineData(forget, retain)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 
-import open_clip
 import pytest
 import torch
 
@@ -18,21 +17,14 @@ from pipeline.models.factory import build
 from pipeline.unlearn import reliability as R
 from pipeline.unlearn.gradients import gradient_pass
 
-from .helpers import make_params
-
-
-def _pairs(n, caption, seed):
-    g = torch.Generator().manual_seed(seed)
-    tok = open_clip.get_tokenizer("ViT-B-32", context_length=32)
-    caps = [caption.format(i) for i in range(n)]
-    return PairData(torch.randn(n, 3, 32, 32, generator=g), tok(caps), caps, ReadReport())
+from .helpers import make_params, random_pairs
 
 
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
-    return (build("tiny-clip").model, _pairs(13, "a photo of Elon Musk {}.", 1),
-            _pairs(41, "a photo of object number {}.", 2))
+    return (build("tiny-clip").model, random_pairs(13, "a photo of Elon Musk {}.", 1),
+            random_pairs(41, "a photo of object number {}.", 2))
 
 
 def _max_rel_err(a: dict, b: dict) -> float:
