@@ -9,7 +9,9 @@
     slug params                             validate params and print them resolved
     slug model                              build the configured model, print what it is
     slug export --out DIR [--patch DIR]     apply a patch to its base model, write an open_clip
-                                            model folder (refuses another base model)
+                                            model folder (refuses another base model, and a
+                                            search that did not reach its criterion unless
+                                            --allow-unreached)
     slug export-sd [--pipeline DIR] [--patch DIR] [--out DIR]
                                             write the unlearned diffusion pipeline folder
 
@@ -109,6 +111,10 @@ def _cmd_export(args) -> None:
 
     p = _load(args)
     patch = patch_mod.load(args.patch or p.unlearn.out)
+    if patch.manifest.get("search", {}).get("reached") is False and not args.allow_unreached:
+        raise ModelError(f"{args.patch or p.unlearn.out} holds the strongest trial of a search "
+                         f"that did not reach its criterion (manifest: search.reached false); "
+                         f"read its held-out metrics, then pass --allow-unreached to export it")
     name = args.model or p.model.name
     pretrained = args.pretrained or p.model.pretrained
     _model_ready(p, pretrained)
@@ -175,6 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     sp.add_argument("--pretrained", help="base weights (default: model.pretrained)")
     sp.add_argument("--out", required=True, help="the folder to write (open_clip_config.json + "
                     "open_clip_model.safetensors)")
+    sp.add_argument("--allow-unreached", action="store_true", help="export a patch whose search "
+                    "did not reach its criterion (manifest: search.reached false)")
     sp.set_defaults(fn=_cmd_export)
     sp = sub.add_parser("export-sd", help="write the unlearned diffusion pipeline folder")
     sp.add_argument("--file", help=params_help)

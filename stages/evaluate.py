@@ -43,6 +43,7 @@ def main(p: Params) -> None:
                 x.sets[concept.kind].classnames, concept.label, plots_dir("evaluate") / "cosine.png")
     write_json(metrics_path("evaluate"), {
         "concept": concept.label, "kind": concept.kind, "layer": patch.manifest["layers"],
+        "search_reached": patch.manifest["search"]["reached"],  # false: the strongest trial
         "before": ba.before, "after": ba.after, "delta": E.delta(ba.before, ba.after),
         "naive_max_importance": naive if naive.get("after") else None,
         "time_s": round(time.time() - start, 2)})

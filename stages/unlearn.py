@@ -1,12 +1,14 @@
 """Stage unlearn: search a step for every selected layer on the search data, keep the best layer,
-write the patch (edited tensor + manifest), the search trace and its plot."""
+write the patch (edited tensor + manifest), the search trace and its plot. Where no layer reaches
+the criterion, the patch holds the strongest trial, flagged ``reached: false`` (a warning line)."""
 
 from __future__ import annotations
+
+import sys
 
 import torch
 
 from pipeline.entry import metrics_path, plots_dir, run
-from pipeline.errors import DataError
 from pipeline.evaluate.sets import standard_sets
 from pipeline.io import sha256_file, write_csv, write_json
 from pipeline.models.factory import from_params
@@ -37,14 +39,13 @@ def main(p: Params) -> None:
                           slug.SearchConfig(u.target, u.max_evals, u.scale0), progress)
     res, rows, plots = s.result, W.trace_rows(s), plots_dir("unlearn")
     write_csv(plots / "search.csv", rows)
-    plot_search(rows, plots / "search.png", u.target, res.layer if res.reached else None)
-    if not res.reached:  # no patch and no metrics; the trace stays for the diagnosis
-        raise DataError(f"no layer reached forget <= {u.target} within {u.max_evals} evaluations;"
-                        f" raise unlearn.max_evals or unlearn.target (trace: {plots})")
+    plot_search(rows, plots / "search.png", u.target, res.layer)
+    if not res.reached:
+        print(W.missed(s, u.topk, u.target, u.max_evals), file=sys.stderr)
     patch = res.patch(bundle.model, {"concept": concept.label, "kind": concept.kind},
                       base_model=bundle.describe(), base_model_sha256=base_hash,
-                      search={"target": u.target, "topk": u.topk, "forget": res.trial.forget,
-                              "retain": res.trial.retain},
+                      search={"target": u.target, "topk": u.topk, "reached": res.reached,
+                              "forget": res.trial.forget, "retain": res.trial.retain},
                       data=split_hashes(sets, ("forget_search", "retain_val")),
                       gradients_sha256=sha256_file(f"{p.gradients.out}/{W.GRADS}"), seed=p.seed)
     patch_mod.save(patch, u.out)

@@ -2,13 +2,15 @@
 main pipeline, then the UnlearnCanvas sweep on the same repository. The test asserts that the
 micro CLIP knows the concept before it looks at the unlearning."""
 
+import csv
 import json
-import subprocess
+import shutil
 
 import pytest
 import torch
 
-from .micro import BIN, sh
+from .helpers import merge, run_module, write_params
+from .micro import MICRO_PARAMS, sh
 
 
 @pytest.mark.slow
@@ -37,6 +39,9 @@ def test_dvc_repro_runs_the_pipeline(micro_repo):
     assert manifest["concept"] == {"name": "Iron Man", "label": "Iron Man", "kind": "character",
                                    "index": manifest["concept"]["index"], "aliases": []}
     assert (repo / "models" / "patch" / "patch.safetensors").exists()
+    # the micro search reaches its criterion (the README's `slug export` needs it; the miss is
+    # tested on its own below)
+    assert json.loads((repo / "metrics" / "unlearn.json").read_text())["reached_target"] is True
     cmp = json.loads((repo / "metrics" / "compare.json").read_text())
     assert set(cmp["methods"]) == {"original", "oracle", "slug", "ft", "ga", "gaft", "salun_ref",
                                    "ssd"}
@@ -61,7 +66,7 @@ def test_dvc_repro_runs_the_pipeline(micro_repo):
     assert json.loads((repo / "metrics" / "sd_unlearn.json").read_text())[
         "mapping_max_abs_error"]["after"] < 1e-4
     assert (repo / "plots" / "sd" / "grid.png").stat().st_size > 0
-    sh(str(BIN / "python"), "-m", "slug_cli", "export-sd", "--out", "models/forgot", cwd=repo)
+    assert run_module("slug_cli", "export-sd", "--out", "models/forgot", cwd=repo).returncode == 0
     from diffusers import StableDiffusionPipeline
 
     base = StableDiffusionPipeline.from_pretrained(str(repo / "models" / "tiny-sd"))
@@ -91,8 +96,9 @@ def test_unlearncanvas_sweep_and_same_seeds_same_numbers(micro_repo):
     assert 0 <= clf["style"]["val_accuracy"] <= 1
 
     first = json.loads((repo / "results/unlearncanvas/style/Van_Gogh/metrics.json").read_text())
-    sh(str(BIN / "python"), "-m", "stages.canvas", "--target", "Van_Gogh", "--patch",
-        "rerun/patch", "--metrics", "rerun/metrics.json", cwd=repo)
+    rerun = run_module("stages.canvas", "--target", "Van_Gogh", "--patch", "rerun/patch",
+                       "--metrics", "rerun/metrics.json", cwd=repo)
+    assert rerun.returncode == 0, rerun.stderr
     again = json.loads((repo / "rerun" / "metrics.json").read_text())
     for key in ("UA", "IRA", "CRA", "layer", "lambda", "before", "after", "search"):
         assert again[key] == first[key], key
@@ -100,7 +106,40 @@ def test_unlearncanvas_sweep_and_same_seeds_same_numbers(micro_repo):
     b = (repo / "results/unlearncanvas/style/Van_Gogh/patch/text_encoder_patch.safetensors"
          ).read_bytes()
     assert a == b
-    proc = subprocess.run([str(BIN / "python"), "-m", "stages.canvas", "--target", "Monet",
-                           "--patch", "x/patch", "--metrics", "x/m.json"], cwd=repo,
-                          capture_output=True, text=True)
+    proc = run_module("stages.canvas", "--target", "Monet", "--patch", "x/patch", "--metrics",
+                      "x/m.json", cwd=repo)
     assert proc.returncode == 1 and "neither a style" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_search_that_misses_ships_its_strongest_trial_flagged(micro_repo, tmp_path):
+    """No layer can pass (one evaluation of a step of 1e-6 x ||theta||): the stage still writes a
+    patch, of the trial with the lowest forget score, flagged in manifest, metrics and trace with
+    a warning line; `slug export` refuses it unless --allow-unreached."""
+    repo = tmp_path / "repo"
+    shutil.copytree(micro_repo, repo, ignore=shutil.ignore_patterns(".git", "cache", "baselines",
+                                                                     "results"))
+    pfile = write_params(tmp_path / "p.yaml", merge(MICRO_PARAMS, {
+        "unlearn": {"max_evals": 2, "scale0": 1e-6}}))
+    ran = run_module("stages.unlearn", env={"SLUG_PARAMS": str(pfile)}, cwd=repo)
+    assert ran.returncode == 0, ran.stderr
+    assert "warning: no layer reached forget top-5 <= 0.0" in ran.stderr
+    manifest = json.loads((repo / "models" / "patch" / "manifest.json").read_text())
+    metrics = json.loads((repo / "metrics" / "unlearn.json").read_text())
+    assert manifest["search"]["reached"] is False and metrics["reached_target"] is False
+    searched = json.loads((repo / "data" / "rank" / "selection.json").read_text())["selected"]
+    with open(repo / "plots" / "unlearn" / "search.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["layer"] in searched]
+    chosen = [r for r in rows if r["chosen"] == "True"]
+    assert len(chosen) == 1 and chosen[0]["passed"] == "False"
+    assert float(chosen[0]["forget"]) == min(float(r["forget"]) for r in rows)
+    assert manifest["layers"] == [chosen[0]["layer"]]
+    assert json.loads((repo / "data" / "unlearn" / "search.json").read_text())["chosen"] is None
+    refused = run_module("slug_cli", "export", "--out", "unlearned",
+                         env={"SLUG_PARAMS": str(pfile)}, cwd=repo)
+    assert refused.returncode == 1 and "--allow-unreached" in refused.stderr
+    assert not (repo / "unlearned").exists()
+    forced = run_module("slug_cli", "export", "--out", "unlearned", "--allow-unreached",
+                        env={"SLUG_PARAMS": str(pfile)}, cwd=repo)
+    assert forced.returncode == 0, forced.stderr
+    assert (repo / "unlearned" / "open_clip_model.safetensors").exists()

@@ -6,9 +6,9 @@ from pipeline.errors import DataError
 from pipeline.report.summary import short_layer, summary
 
 
-def _inputs(concept="Iron Man", sd_concept="Iron Man"):
+def _inputs(concept="Iron Man", sd_concept="Iron Man", reached=True):
     unlearn = {"concept": concept, "kind": "character", "layer": "visual.proj",
-               "rel_step": 0.123456, "time_s": 8.6}
+               "rel_step": 0.123456, "time_s": 8.6, "reached_target": reached}
     after = {"forget": {"top1": 0.025, "top5": 0.575}, "celeba": {"top1": 0.985},
              "imagenet": {"top1": 0.905}}
     evaluate = {"concept": concept, "kind": "character", "after": after}
@@ -20,8 +20,12 @@ def _inputs(concept="Iron Man", sd_concept="Iron Man"):
 def test_summary_row():
     row = summary(*_inputs())
     assert row == {"forgot": "Iron Man", "forgot_kind": "character", "slug_layer": "v.proj",
-                   "slug_step": 0.1235, "forget@1": 2.5, "forget@5": 57.5, "celeba@1": 98.5,
+                   "slug_step": 0.1235, "slug_reached": True, "forget@1": 2.5, "forget@5": 57.5, "celeba@1": 98.5,
                    "imagenet@1": 90.5, "sd_forget": 0.0, "sd_kept": 71.9, "unlearn_s": 8.6}
+
+
+def test_summary_row_says_when_the_search_missed():
+    assert summary(*_inputs(reached=False))["slug_reached"] is False
 
 
 @pytest.mark.parametrize("name, short", [

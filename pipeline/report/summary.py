@@ -5,7 +5,7 @@ experiment that reran only some stages would otherwise mix two concepts in one r
 The keys are short and appear in no other metrics file, so ``dvc exp show`` names its columns
 with them alone (a key that another file also has is shown as ``path:key``) and a row fits a
 screen: held-out percentages (``forget@1`` = forget top-1), the layer in short form, the step as
-a fraction of the layer's norm, the search's seconds."""
+a fraction of the layer's norm, whether the search reached its criterion, the search's seconds."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ def summary(unlearn: Mapping, evaluate: Mapping, sd: Mapping) -> dict:
     return {
         "forgot": evaluate["concept"], "forgot_kind": evaluate["kind"],
         "slug_layer": short_layer(unlearn["layer"]), "slug_step": round(unlearn["rel_step"], 4),
+        "slug_reached": unlearn["reached_target"],  # false: the search's strongest trial
         "forget@1": _pct(after["forget"]["top1"]), "forget@5": _pct(after["forget"]["top5"]),
         "celeba@1": _pct(after["celeba"]["top1"]), "imagenet@1": _pct(after["imagenet"]["top1"]),
         "sd_forget": _pct(sd["after"]["forget"]), "sd_kept": _pct(sd["after"]["retained"]),

@@ -155,9 +155,10 @@ def run_comparison(model, tokenizer, data: BaselineData, scorer: Callable[[bool]
 
     with Meter(device) as meter:  # SLUG, timed end to end; the shipped patch is what is evaluated
         res = slug.unlearn(model, data.forget, data.retain, scorer(True), s.search, s.rank,
-                           batch_size=s.batch_size, exclude=s.exclude, progress=progress)
+                           batch_size=s.batch_size, exclude=s.exclude,
+                           fallback=slug.strongest, progress=progress)  # as the unlearn stage
     m = patch.manifest
-    same = res.reached and [res.layer] == m["layers"] and \
+    same = res.trial is not None and [res.layer] == m["layers"] and \
         abs(res.lam - m["lambda"]) <= 1e-6 * m["lambda"]
     originals = patch_mod.apply(model, patch)
     slug_res = assess("slug")

@@ -1,7 +1,13 @@
 """The unlearn step of the CLIP pipeline: the step search on the layers the ranking selected, with
 the gradients stored by the gradient pass, judged on the search data; the naive max-importance
 layer searched beside them (for the side-by-side, never eligible); the checks the shipped patch
-must pass; the search trace."""
+must pass; the search trace.
+
+Where no layer reaches the criterion, the strongest trial (lowest forget score, then the best
+retain score) is what the patch holds, flagged ``reached: false`` in its manifest and metrics, as
+the canvas benchmark does: the held-out numbers still get measured, and ``slug export`` refuses
+such a patch unless told otherwise. (The reference never stops on a miss either: it runs its
+evaluations and logs every one.)"""
 
 from __future__ import annotations
 
@@ -72,14 +78,15 @@ def search_selected(model, grads: dict[str, torch.Tensor], selection: dict, scor
     start = time.time()
     scorer.prepare(layers[0])
     before = scorer.score(cosine=True)
-    res = slug.search(model, grads, layers, scorer, cfg, progress=progress)
+    res = slug.search(model, grads, layers, scorer, cfg, fallback=slug.strongest,
+                      progress=progress)
     elapsed = time.time() - start
     naive_search = next((s for s in res.searches if s.layer == naive), None) or \
         slug.search(model, grads, [naive], scorer, cfg).searches[0]
     if state_dict_hash(model) != base_hash:
         raise NumericalError("a trial leaked into the base weights")
     cosine = None
-    if res.reached:
+    if res.trial is not None:
         scorer.prepare(res.layer)
         with slug.edited(dict(model.named_parameters())[res.layer], grads[res.layer], res.lam):
             cosine = scorer.score(cosine=True)[2]["forget_cosine"]
@@ -90,14 +97,24 @@ def search_selected(model, grads: dict[str, torch.Tensor], selection: dict, scor
     return Search(res, naive_search, before, cosine, elapsed)
 
 
+def missed(s: Search, topk: int, target: float, max_evals: int) -> str:
+    """The warning line of a search that no layer passed."""
+    res = s.result
+    return (f"warning: no layer reached forget top-{topk} <= {target} on the search split within "
+            f"{max_evals} evaluations; the patch holds the strongest trial ({res.layer} at "
+            f"{res.rel_step:.3g} x ||theta||, forget {res.trial.forget:.4f}), flagged reached: "
+            f"false; `slug export` refuses it without --allow-unreached")
+
+
 def trace_rows(s: Search) -> list[dict]:
-    """One row per trial (the naive layer's too, flagged); ``chosen`` marks the patch's trial."""
+    """One row per trial (the naive layer's too, flagged); ``chosen`` marks the patch's trial
+    (the strongest one where no layer reached the criterion)."""
     rows = []
     extra = [] if s.naive in s.result.searches else [s.naive]
     res = s.result
     for ls in s.result.searches + extra:
         for i, t in enumerate(ls.result.trials):
-            chosen = bool(res.reached and ls.layer == res.layer and t is res.trial)
+            chosen = bool(res.trial is not None and ls.layer == res.layer and t is res.trial)
             rows.append({"layer": ls.layer, "eval": i + 1, "lambda": t.lam,
                          "rel_step": ls.rel(t.lam), "forget": t.forget, "retain": t.retain,
                          "passed": t.passed, "naive": ls.layer == s.naive.layer,
@@ -116,7 +133,7 @@ def summary(ls: slug.LayerSearch) -> dict:
 def metrics(s: Search, concept, patch, model) -> dict:
     res, (f0, r0, x0) = s.result, s.before
     return {
-        "concept": concept.label, "kind": concept.kind, "reached_target": True,
+        "concept": concept.label, "kind": concept.kind, "reached_target": res.reached,
         "layer": res.layer, "lambda": res.lam, "rel_step": res.rel_step,
         "search": {"forget_before": f0, "retain_before": r0, "forget_after": res.trial.forget,
                    "retain_after": res.trial.retain, "forget_cosine_before": x0["forget_cosine"],
@@ -128,7 +145,8 @@ def metrics(s: Search, concept, patch, model) -> dict:
 
 
 def write_trace(folder: str | Path, s: Search) -> None:
-    """What later steps read of the search: the chosen layer and step, the naive layer's."""
+    """What later steps read of the search: the chosen layer and step (``None`` where no layer
+    reached the criterion), the naive layer's."""
     write_json(Path(folder) / TRACE, {
         "chosen": summary(s.result.chosen) if s.result.reached else None,
         "naive": summary(s.naive),
