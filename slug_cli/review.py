@@ -1,8 +1,8 @@
 """``slug review REV_A REV_B``: a markdown report of what changed between two revisions or
 experiments, ready to paste into a pull request.
 
-It is built on DVC's own diffs: ``dvc params diff`` (what was changed), ``dvc metrics diff`` on the
-summary row and on every metric (what moved), and ``dvc plots diff`` (the figures of both
+It is built on DVC's own diffs: ``dvc params diff`` (what was changed), ``dvc metrics
+diff`` (the summary row, and every metric that moved), and ``dvc plots diff`` (the figures of both
 revisions; the data plots overlaid in one chart each, rendered to PNG with vl-convert, so the
 report needs no browser and no network). A revision is anything git knows (a commit, a branch,
 ``HEAD``), an experiment name from ``dvc exp show``, or ``workspace``.
@@ -61,8 +61,9 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")
 
 
-def _changed_metrics(a: str, b: str, root: Path) -> list[tuple[str, str, object, object]]:
-    diff = json.loads(_dvc("metrics", "diff", a, b, "--json", "--all", root=root) or "{}")
+def _changed_metrics(diff: dict) -> list[tuple[str, str, object, object]]:
+    """``(file, key, old, new)`` of every metric that moved, in ``dvc metrics diff --json --all``
+    output; wall clock, memory and hashes last."""
     out = []
     for path, keys in diff.items():
         for key, d in keys.items():
@@ -74,12 +75,22 @@ def _changed_metrics(a: str, b: str, root: Path) -> list[tuple[str, str, object,
     return sorted(out, key=lambda r: noise(r[1]))
 
 
-def _figures(a: str, b: str, labels: tuple[str, str], out: Path, root: Path) -> list[str]:
-    """The markdown of the figures; PNGs written into ``out``."""
+def _summary_table(diff: dict, labels: tuple[str, str]) -> str:
+    """The summary row of both revisions side by side (every key, moved or not)."""
+    rows = next((keys for path, keys in diff.items() if path.endswith(SUMMARY)), {})
+    if not any(d.get("old") != d.get("new") for d in rows.values()):
+        return "The summary row did not change."
+    lines = [f"| metric | {labels[0]} | {labels[1]} |", "|---|---|---|"]
+    lines += [f"| {k} | {_fmt(d.get('old'))} | {_fmt(d.get('new'))} |" for k, d in rows.items()]
+    return "\n".join(lines)
+
+
+def _figures(raw: dict, a: str, b: str, labels: tuple[str, str], out: Path) -> list[str]:
+    """The markdown of the figures of a ``dvc plots diff --json`` whose files are under
+    ``out/.dvc_plots``; PNGs written into ``out``."""
     import vl_convert as vlc
 
     tmp = out / ".dvc_plots"
-    raw = json.loads(_dvc("plots", "diff", a, b, "--json", "-o", str(tmp), root=root))
     plots = raw.get("data", raw)
     rename = {a: labels[0], b: labels[1]}
     md = []
@@ -113,17 +124,22 @@ def review(rev_a: str, rev_b: str, out: Path, root: Path = Path(".")) -> Path:
     a, b = resolve(rev_a, root), resolve(rev_b, root)
     labels = (rev_a, rev_b)
     out.mkdir(parents=True, exist_ok=True)
-    params = _dvc("params", "diff", a, b, "--md", root=root).strip()
-    summary = _dvc("metrics", "diff", a, b, "--md", "--targets", SUMMARY, root=root).strip()
-    changed = _changed_metrics(a, b, root)
+    # one dvc call each (they share a repository lock, so running them at once gains nothing)
+    got = {k: _dvc(*args, root=root) for k, args in {
+        "params": ("params", "diff", a, b, "--md"),
+        "metrics": ("metrics", "diff", a, b, "--json", "--all"),
+        "plots": ("plots", "diff", a, b, "--json", "-o", str(out / ".dvc_plots"))}.items()}
+    params = got["params"].strip()
     for x, y in ((a, labels[0]), (b, labels[1])):
-        params, summary = params.replace(x, y), summary.replace(x, y)
+        params = params.replace(x, y)
+    diff = json.loads(got["metrics"] or "{}")
+    changed = _changed_metrics(diff)
     files = sorted({p for p, *_ in changed})
     lines = [f"# SLUG review: `{rev_a}` → `{rev_b}`\n",
              f"Revisions: `{rev_a}` = {a[:12]}, `{rev_b}` = {b[:12]}. Written by "
              f"`slug review {rev_a} {rev_b}`.\n",
              "## What changed (params)\n", _table(params, "No params changed."),
-             "\n## Summary (held-out, %)\n", _table(summary, "The summary row did not change."),
+             "\n## Summary (held-out, %)\n", _summary_table(diff, labels),
              f"\n## Every metric that moved: {len(changed)} in {len(files)} file(s)\n"]
     if changed:
         lines += ["| file | metric | " + " | ".join(labels) + " |", "|---|---|---|---|"]
@@ -133,7 +149,7 @@ def review(rev_a: str, rev_b: str, out: Path, root: Path = Path(".")) -> Path:
         if len(changed) > 40:
             lines.append(f"\n… and {len(changed) - 40} more (`dvc metrics diff {rev_a} "
                          f"{rev_b} --all`).")
-    lines += ["\n## Figures\n", *_figures(a, b, labels, out, root)]
+    lines += ["\n## Figures\n", *_figures(json.loads(got["plots"]), a, b, labels, out)]
     report = out / "review.md"
     write_text(report, "\n".join(lines) + "\n")
     return report

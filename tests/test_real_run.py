@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from .helpers import run_module
 from .micro import BIN, OBJECTS, STYLES, sh
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {"clip-vit-b-32": "evaluate", "sd-1-5": "sd_evaluate", "sd-2-1": "sd_evaluate",
            "unlearncanvas": "canvas"}
-SLUG = [str(BIN / "python"), "-m", "slug_cli"]
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,15 @@ def real_root(micro_repo, tmp_path_factory):
     return root
 
 
+def _slug(*args: str, cwd: Path):
+    """``slug ARGS`` in this process (the libraries are imported once): exit code 0 asserted."""
+    ran = run_module("slug_cli", *args, cwd=cwd)
+    assert ran.returncode == 0, f"slug {' '.join(args)}: {ran.stdout}\n{ran.stderr}"
+    return ran
+
+
 def _apply(repo: Path, recipe: str, root: Path) -> None:
-    sh(*SLUG, "recipe", f"recipes/{recipe}.yaml", cwd=repo)
+    _slug("recipe", f"recipes/{recipe}.yaml", cwd=repo)
     text = (repo / "params.yaml").read_text()
     text = re.sub(r"(:\s+)/(data|models)/", rf"\g<1>{root}/\g<2>/", text)
     raw = yaml.safe_load(text)
@@ -57,13 +64,16 @@ def _apply(repo: Path, recipe: str, root: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_recipe_plans_no_tiny_world_stage(micro_repo, real_root, recipe, monkeypatch):
-    monkeypatch.setenv("HF_HUB_CACHE", str(real_root / "hf"))
+    import huggingface_hub.constants
+
+    # read when a lookup is made, not only at import: the check below runs in this process
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(real_root / "hf"))
     target = RECIPES[recipe]
     try:
         _apply(micro_repo, recipe, real_root)
         p = yaml.safe_load((micro_repo / "params.yaml").read_text())
         assert p["world"] == "real" and str(real_root) in p["data"]["shards"]
-        check = sh(*SLUG, "check", "--target", target, cwd=micro_repo)
+        check = _slug("check", "--target", target, cwd=micro_repo).stdout
         assert "error:" not in check and f"ok: plan: {target}: " in check
         assert "0 of the tiny world" in check
         dry = sh("dvc", "repro", "--dry", target, cwd=micro_repo)
@@ -78,15 +88,13 @@ def test_world_real_refuses_a_tiny_world_path(micro_repo):
     try:
         text = (micro_repo / "params.yaml").read_text().replace("world: tiny", "world: real")
         (micro_repo / "params.yaml").write_text(text)
-        proc = subprocess.run([*SLUG, "check", "--only", "world"], cwd=micro_repo,
-                              capture_output=True, text=True)
+        proc = run_module("slug_cli", "check", "--only", "world", cwd=micro_repo)
         assert proc.returncode == 1 and "error: world: params.yaml: world is real, but " \
             "oracle.concepts lists Iron Man" in proc.stdout  # the micro run's retrain oracle
         p = yaml.safe_load(text)
         p["oracle"]["concepts"] = []
         (micro_repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-        proc = subprocess.run([*SLUG, "check", "--only", "world"], cwd=micro_repo,
-                              capture_output=True, text=True)
+        proc = run_module("slug_cli", "check", "--only", "world", cwd=micro_repo)
         assert proc.returncode == 1 and "error: world: params.yaml: world is real, but " \
             "data.shards is data/tiny/laion, which the embedded default's tinyworld stage " \
             "writes" in proc.stdout
