@@ -188,6 +188,17 @@ def eval_memory(root: Path) -> str:
                                        if t else "") + ".")
 
 
+def gradient_overhead(root: Path) -> str:
+    b = _bench(root, "gradient_overhead")
+    d = b["max_abs_grad_diff"]
+    same = "bit-identical gradients" if d == 0 else f"the same gradients to {d:.0e}"
+    return (f"The gradient pass costs {100 * b['overhead']:.1f} % more than open_clip's plain "
+            f"forward and backward on the same batches (`python -m bench.gradient_overhead`: "
+            f"{b['arch']}, batch {b['batch_size']}, {b['forget']} + {b['retain']} pairs, "
+            f"{b['ours_s']:.1f} s against {b['plain_s']:.1f} s, median of {b['repeats']}, "
+            f"{b['threads']} CPU threads; {same}).")
+
+
 def sd(root: Path) -> str:
     s, u = _load(root, "sd_evaluate"), _load(root, "sd_unlearn")
     return _md(["concept", "chosen text layer (step / ‖θ‖)", "target's generations judged as it",
@@ -286,6 +297,7 @@ TABLES = {"pretrain": pretrain, "smoke": smoke, "slug": slug, "compare": compare
           "unlearncanvas": unlearncanvas, "evaluate_full": evaluate_full,
           "compare_full": compare_full, "timings": timings, "protocol": protocol,
           "reliability": reliability, "eval_memory": eval_memory,
+          "gradient_overhead": gradient_overhead,
           "protocol_short": protocol_short, "verdict": verdict,
           "reliability_line": reliability_line}
 FILES = ("README.md", "docs/results.md", "docs/protocol.md", "docs/real-data.md")
