@@ -137,6 +137,7 @@ class SetsParams:
 @dataclass
 class GradientsParams:
     batch_size: int = field(metadata=_range(2))
+    max_forget: int | None = field(metadata=_range(1))  # None: every forget-search pair
     exclude: list
     out: str = field(metadata=_path())
 
@@ -154,6 +155,8 @@ class UnlearnParams:
     topk: int = field(metadata=_range(1))
     target: float = field(metadata=_range(0.0, 1.0))
     max_evals: int = field(metadata=_range(1, 50))
+    rtol: float = field(metadata=_range(0.0, None))
+    prune: bool
     scale0: float = field(metadata=_range(0.0, None, lo_open=True))
     out: str = field(metadata=_path())
     trace: str = field(metadata=_path())

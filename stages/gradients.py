@@ -27,7 +27,8 @@ def main(p: Params) -> None:
     forget = load_split(sets, "forget_search", bundle.preprocess, bundle.tokenizer)
     retain = load_split(sets, "retain", bundle.preprocess, bundle.tokenizer)
     start = time.time()
-    g = R.split_pass(bundle.model, forget, retain, p.gradients.batch_size)
+    g = R.split_pass(bundle.model, forget, retain, p.gradients.batch_size,
+                     max_forget=p.gradients.max_forget)
     elapsed = time.time() - start
     rows = R.stats_table(bundle.model, g, p.gradients.exclude)
     keep = slug.layers_to_store(rows)

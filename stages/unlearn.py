@@ -35,8 +35,8 @@ def main(p: Params) -> None:
     retain_val = load_split(sets, "retain_val", bundle.preprocess, bundle.tokenizer)
     base_hash = state_dict_hash(bundle.model)
     scorer = TrialScorer(bundle.model, bundle.tokenizer, kinds, concept, forget, retain_val, u.topk)
-    s = W.search_selected(bundle.model, grads, W.read_selection(p.rank.out), scorer,
-                          slug.SearchConfig(u.target, u.max_evals, u.scale0), progress)
+    cfg = slug.SearchConfig(u.target, u.max_evals, u.scale0, u.rtol, u.prune)
+    s = W.search_selected(bundle.model, grads, W.read_selection(p.rank.out), scorer, cfg, progress)
     res, rows, plots = s.result, W.trace_rows(s), plots_dir("unlearn")
     write_csv(plots / "search.csv", rows)
     plot_search(rows, plots / "search.png", u.target, res.layer)

@@ -163,3 +163,18 @@ def test_pipeline_rank_reports_reliability(micro_repo):
     assert n_a + n_b == manifest["n_retain"] == 60 and min(n_a, n_b) >= 28
     rows = json.loads((micro_repo / "data" / "grads" / "layers.json").read_text())
     assert all(set(R.HALF_COLUMNS) <= set(r) for r in rows)
+
+
+def test_the_forget_cap_reads_only_the_first_pairs(tiny):
+    """``gradients.max_forget``: both passes see the first N forget pairs, and only those; the
+    retain gradient is untouched."""
+    model, forget, retain = tiny
+    first = PairData(forget.images[:6], forget.tokens[:6], forget.captions[:6], ReadReport(),
+                     forget.keys[:6])
+    want = gradient_pass(model, first, retain, 8)
+    for got in (gradient_pass(model, forget, retain, 8, max_forget=6),
+                R.split_pass(model, forget, retain, 8, max_forget=6)):
+        assert got.n_forget == 6 and _max_rel_err(want.forget, got.forget) < 1e-5
+        assert _max_rel_err(want.retain, got.retain) < 1e-5
+    full = gradient_pass(model, forget, retain, 8, max_forget=None)
+    assert full.n_forget == 13 and _max_rel_err(want.forget, full.forget) > 1e-3

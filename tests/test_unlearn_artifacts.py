@@ -38,7 +38,9 @@ def test_cached_features_equal_a_full_recompute(tiny, layer):
     images = {"a": torch.randn(6, 3, 32, 32)}
     texts = {"t": tiny.tokenizer(["a photo of Elon Musk.", "a red star", "Iron Man figure"])}
     cache = FeatureCache(model, images, texts, batch_size=4)
-    cache.prepare(layer)
+    other = "visual.conv1.weight" if layer != "visual.conv1.weight" else "text_projection"
+    for name in (layer, other, layer):  # a search moves between layers: each state is kept
+        cache.prepare(name)
     p = dict(model.named_parameters())[layer]
     with edited(p, torch.randn_like(p), 0.5):
         got = cache.features()

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from pipeline.unlearn import layers as L
+from pipeline.unlearn import slug
 from pipeline.unlearn.losses import forget_loss, retain_loss
 from pipeline.unlearn.slug import edited, search_step
 
@@ -96,3 +97,76 @@ def test_edited_restores_exact_bytes():
     with edited(p, g, 0.3):
         assert torch.allclose(p, before + 0.3 * g)
     assert torch.equal(p, before)
+
+
+def test_the_bisection_stops_once_the_bracket_is_tight():
+    threshold, calls = 0.37, []
+
+    def evaluate(lam):
+        calls.append(lam)
+        return (1.0 if lam < threshold else 0.0), 1.0 - lam, {}
+
+    res = search_step(evaluate, lam0=0.01, target=0.0, max_evals=30, rtol=0.05)
+    lo = max(t.lam for t in res.trials if not t.passed)
+    assert lo < threshold <= res.best.lam <= 1.05 * lo  # tight, and the threshold inside
+    # the bracket before the last trial was still loose (it stopped as soon as it could)
+    prev = res.trials[:-1]
+    lo0 = max(t.lam for t in prev if not t.passed)
+    hi0 = min(t.lam for t in prev if t.passed)
+    assert hi0 > 1.05 * lo0 and len(calls) < 30
+
+
+class _Layers(torch.nn.Module):
+    """Three one-tensor "layers" whose norm equals the gradient's, so lambda = scale0 * 2^k."""
+
+    def __init__(self):
+        super().__init__()
+        for name in "abc":
+            self.register_parameter(name, torch.nn.Parameter(torch.ones(4)))
+
+
+class _Response:
+    """forget = 1 below a layer's threshold, else 0; retain = r0 - slope * lambda (monotone, so
+    the retain score of a failing step bounds every passing step exactly)."""
+
+    def __init__(self, model, spec):
+        self.model, self.spec, self.layer = model, spec, None
+        self.calls = {k: 0 for k in spec}
+
+    def prepare(self, layer):
+        self.layer = layer
+
+    def score(self):
+        lam = float((dict(self.model.named_parameters())[self.layer].detach() - 1).mean())
+        thr, r0, slope = self.spec[self.layer]
+        self.calls[self.layer] += 1
+        return (0.0 if lam >= thr else 1.0), r0 - slope * lam, {}
+
+
+def test_pruning_stops_the_layers_that_cannot_win_and_keeps_the_choice():
+    spec = {"a": (1.0, 1.0, 0.1),   # best: about 0.9
+            "b": (4.0, 1.0, 0.2),   # passes only at 4: retain 0.2 at best
+            "c": (0.5, 0.8, 0.01)}  # never above 0.8
+    grads = {k: torch.ones(4) for k in spec}
+    model, out = _Layers(), {}
+    for prune in (False, True):
+        resp = _Response(model, spec)
+        cfg = slug.SearchConfig(0.0, 12, 0.25, rtol=0.02, prune=prune)
+        out[prune] = (slug.search(model, grads, list(spec), resp, cfg), resp.calls)
+    (full, full_calls), (lean, lean_calls) = out[False], out[True]
+    assert lean.layer == full.layer == "a" and lean.lam == pytest.approx(full.lam)
+    by = {s.layer: s for s in lean.searches}
+    assert not by["a"].result.pruned and by["b"].result.pruned and by["c"].result.pruned
+    assert lean_calls["c"] == 1  # its first failing trial already bounds it below a's score
+    # every pruned layer's best possible score (exact here) is below the chosen one
+    for name in "bc":
+        thr, r0, slope = spec[name]
+        assert r0 - slope * thr < lean.trial.retain
+    assert sum(lean_calls.values()) < sum(full_calls.values()) and lean_calls["a"] == full_calls["a"]
+    assert all(s.monotone for s in lean.searches)
+    assert all(p.detach().eq(1).all() for p in model.parameters())  # every trial reverted
+
+
+def test_a_rising_retain_score_is_flagged_not_monotone():
+    t = [slug.Trial(1.0, 1.0, 0.5, False), slug.Trial(2.0, 0.0, 0.6, True)]
+    assert not slug.monotone(t) and slug.monotone(t[:1])

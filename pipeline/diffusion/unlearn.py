@@ -130,7 +130,8 @@ def search(pipe, bundle, sets: dict, concept, layers: list[str], grads: dict, fo
                                    sd_mod.image_size(pipe))
         target = s.target
     res = slug.search(bundle.model, grads, layers, scorer,
-                      slug.SearchConfig(target, u.max_evals, u.scale0), progress=progress,
+                      slug.SearchConfig(target, u.max_evals, u.scale0, u.rtol,
+                                        u.prune), progress=progress,
                       score_base=True)
     if not res.reached:
         raise DataError(f"no text-tower layer reached forget <= {target} ({s.judge} judge) "

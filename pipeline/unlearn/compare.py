@@ -115,12 +115,13 @@ class SlugSettings:
     rank: slug.RankConfig
     batch_size: int
     exclude: list[str]
+    max_forget: int | None
 
     @classmethod
     def from_params(cls, u: UnlearnParams, r: RankParams, g: GradientsParams) -> "SlugSettings":
-        return cls(slug.SearchConfig(u.target, u.max_evals, u.scale0),
+        return cls(slug.SearchConfig(u.target, u.max_evals, u.scale0, u.rtol, u.prune),
                    slug.RankConfig(r.alignment == "signed", r.fronts, r.rule), g.batch_size,
-                   g.exclude)
+                   g.exclude, g.max_forget)
 
 
 @dataclass
@@ -156,7 +157,8 @@ def run_comparison(model, tokenizer, data: BaselineData, scorer: Callable[[bool]
     with Meter(device) as meter:  # SLUG, timed end to end; the shipped patch is what is evaluated
         res = slug.unlearn(model, data.forget, data.retain, scorer(True), s.search, s.rank,
                            batch_size=s.batch_size, exclude=s.exclude,
-                           fallback=slug.strongest, progress=progress)  # as the unlearn stage
+                           fallback=slug.strongest, max_forget=s.max_forget,
+                           progress=progress)  # as the unlearn stage
     m = patch.manifest
     same = res.trial is not None and [res.layer] == m["layers"] and \
         abs(res.lam - m["lambda"]) <= 1e-6 * m["lambda"]

@@ -133,7 +133,10 @@ class FeatureCache:
 
     ``prepare(layer)`` caches, for the edited tower, the activations entering the layer's block,
     and for the other tower its final features. ``features()`` then costs only the blocks at and
-    above the edit. ``cached=False`` recomputes everything (the naive baseline, for benchmarks).
+    above the edit. What ``prepare`` computes is kept per layer (and the frozen features per
+    tower), so a search that moves between layers prepares each once: the base weights must not
+    change during the cache's life (make a new one if they do). ``cached=False`` recomputes
+    everything (the naive baseline, for benchmarks).
     """
 
     def __init__(self, model, images: dict[str, torch.Tensor], texts: dict[str, torch.Tensor],
@@ -147,6 +150,8 @@ class FeatureCache:
         self.part: str | None = None
         self.acts: dict[str, list[torch.Tensor]] = {}
         self.frozen: dict[str, torch.Tensor] = {}
+        self._frozen: dict[str, dict[str, torch.Tensor]] = {}  # per frozen tower
+        self._states: dict[str, tuple] = {}  # per layer: (start, part, acts)
 
     def _full(self, tw: str, data: torch.Tensor) -> torch.Tensor:
         t = self.towers[tw]
@@ -161,20 +166,28 @@ class FeatureCache:
         """Cache everything a change of ``layer`` cannot affect (call with base weights)."""
         self.edited = tower(layer)
         other = "text" if self.edited == "vision" else "vision"
-        self.frozen = {k: self._full(other, v) for k, v in self.inputs[other].items()}
+        if other not in self._frozen or not self.cached:
+            self._frozen[other] = {k: self._full(other, v) for k, v in self.inputs[other].items()}
+        self.frozen = self._frozen[other]
+        if layer not in self._states or not self.cached:
+            self._states[layer] = self._state(layer)
+        self.start, self.part, self.acts = self._states[layer]
+
+    def _state(self, layer: str) -> tuple:
         t = self.towers[self.edited]
         d = depth(layer)
-        self.start = 0 if d == EMBEDDING else (t.n_blocks if d >= HEAD else int(d))
-        self.part = _sublayer(layer) if EMBEDDING < d < HEAD else None
-        self.acts = {}
+        start = 0 if d == EMBEDDING else (t.n_blocks if d >= HEAD else int(d))
+        part = _sublayer(layer) if EMBEDDING < d < HEAD else None
+        acts = {}
         if d == EMBEDDING or not self.cached:
-            return
+            return start, part, acts
         for k, data in self.inputs[self.edited].items():
-            acts = []
+            chunks = []
             for i in range(0, len(data), self.bs):
-                x = t.run(t.embed(data[i:i + self.bs]), 0, stop=self.start)
-                acts.append(_split(t.blocks[self.start], x, self.part, t.mask) if self.part else x)
-            self.acts[k] = acts
+                x = t.run(t.embed(data[i:i + self.bs]), 0, stop=start)
+                chunks.append(_split(t.blocks[start], x, part, t.mask) if part else x)
+            acts[k] = chunks
+        return start, part, acts
 
     @torch.no_grad()
     def features(self, only: set[str] | None = None) -> dict[str, torch.Tensor]:

@@ -81,9 +81,20 @@ def only_trainable(model, trainable: Callable[[str], bool] | None):
             p.requires_grad_(saved[n])
 
 
+def head(data: PairData, n: int | None) -> PairData:
+    """The first ``n`` pairs (all of them for ``None``): the forget cap, ``gradients.max_forget``."""
+    if n is None or n >= len(data.images):
+        return data
+    return PairData(data.images[:n], data.tokens[:n], data.captions[:n], data.report,
+                    data.keys[:n])
+
+
 def gradient_pass(model, forget: PairData, retain: PairData, batch_size: int,
-                  trainable: Callable[[str], bool] | None = None) -> GradientResult:
-    """Both gradients at the base weights (the model is left unchanged, in eval mode)."""
+                  trainable: Callable[[str], bool] | None = None,
+                  max_forget: int | None = None) -> GradientResult:
+    """Both gradients at the base weights (the model is left unchanged, in eval mode), the
+    forget one over the first ``max_forget`` forget pairs (all for ``None``)."""
+    forget = head(forget, max_forget)
     model.eval()  # CLIP ViTs have no dropout; eval keeps any norm statistics fixed
     with only_trainable(model, trainable):
         g_f, l_f = mean_gradient(model, forget, "forget", batch_size)

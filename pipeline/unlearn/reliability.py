@@ -31,7 +31,7 @@ import torch
 
 from ..datasets.pairs import PairData
 from . import layers as L
-from .gradients import GradientResult, mean_gradient, only_trainable
+from .gradients import GradientResult, head, mean_gradient, only_trainable
 
 MIN_PAIRS = {"forget": 1, "retain": 2}  # the smallest set each loss can take
 HALF_COLUMNS = ("importance_a", "importance_b", "alignment_a", "alignment_b", "abs_alignment_a",
@@ -96,9 +96,11 @@ def split_gradient(model, data: PairData, loss_kind: str, batch_size: int):
 
 
 def split_pass(model, forget: PairData, retain: PairData, batch_size: int,
-               trainable: Callable[[str], bool] | None = None) -> SplitGradients:
+               trainable: Callable[[str], bool] | None = None,
+               max_forget: int | None = None) -> SplitGradients:
     """``gradients.gradient_pass`` with each set cut in two halves (see the module doc); the full
     gradients are the plain pass's (to rounding) when the cuts are batch-aligned."""
+    forget = head(forget, max_forget)
     model.eval()
     with only_trainable(model, trainable):
         g_f, l_f, fh, fs, fal = split_gradient(model, forget, "forget", batch_size)

@@ -6,11 +6,19 @@ gradient of ``L_f = mean(1 - cos)``: ascent on ``L_f``, so the forget pairs' cos
 
 Search (per layer): start at ``lambda_0 = scale0 * ||theta|| / ||g||`` (an update of 10 % of the
 layer's norm by default), double until the forget score reaches the target, then bisect between
-the largest failing and the smallest passing step; at most ``max_evals`` evaluations. A layer's
-result is its smallest passing step (the gentlest edit that forgets). Among the layers that pass,
-the one with the best retain score wins (ties: the smaller relative step). When none passes, an
-optional ``fallback`` hook may still name a trial (the canvas benchmark reports the strongest one,
-flagged as not reached).
+the largest failing and the smallest passing step; at most ``max_evals`` evaluations, fewer once
+the bracket is tight (``hi / lo <= 1 + rtol``; ``rtol = 0`` spends them all). A layer's result is
+its smallest passing step (the gentlest edit that forgets). Among the layers that pass, the one
+with the best retain score wins (ties: the smaller relative step). When none passes, an optional
+``fallback`` hook may still name a trial (the canvas benchmark reports the strongest one, flagged
+as not reached).
+
+Pruning (``prune``): the retain score falls as the step grows, so the retain score of a layer's
+failing trial bounds every step of that layer still to be found (each lies above it). The layers
+are searched best-first, one trial at a time on the layer with the highest bound, and a layer
+whose bound is below the retain score another layer already reached stops: it cannot win. Under
+that monotone response the choice is the exhaustive search's; each layer records whether its
+trials were monotone (``LayerSearch.monotone``), so a violation is visible.
 
 The CLIP, diffusion and canvas paths differ only in the *scorer* they pass (``Scorer``) and in
 which layers their consumer reads (``readable``).
@@ -73,31 +81,69 @@ class Trial:
 class SearchResult:
     trials: list[Trial]
     best: Trial | None
+    pruned: bool = False  # stopped early: its bound fell below another layer's retain score
+
+
+class Bracket:
+    """One layer's step search as a state machine: ``lam`` is the next step to try; ``record``
+    a trial of it. Every failing step stays below every passing one."""
+
+    def __init__(self, lam0: float, target: float, max_evals: int, rtol: float = 0.0):
+        if lam0 <= 0:
+            raise ValueError("the initial step must be positive")
+        self.target, self.max_evals, self.rtol = target, max_evals, rtol
+        self.trials: list[Trial] = []
+        self.lam, self.lo, self.hi = lam0, 0.0, None  # lo: largest failing, hi: smallest passing
+        self.pruned = False
+
+    def record(self, forget: float, retain: float, extra: dict) -> Trial:
+        t = Trial(self.lam, forget, retain, forget <= self.target, extra)
+        self.trials.append(t)
+        if t.passed:
+            self.hi = t.lam
+        else:
+            self.lo = t.lam
+        self.lam = t.lam * 2 if self.hi is None else 0.5 * (self.lo + self.hi)
+        return t
+
+    @property
+    def tight(self) -> bool:
+        return self.hi is not None and self.lo > 0 and self.hi <= (1 + self.rtol) * self.lo
+
+    @property
+    def done(self) -> bool:
+        return self.pruned or self.tight or len(self.trials) >= self.max_evals
+
+    @property
+    def best(self) -> Trial | None:
+        return min((t for t in self.trials if t.passed), key=lambda t: t.lam, default=None)
+
+    @property
+    def bound(self) -> float:
+        """An upper bound on the retain score of any passing step still to be found (under a
+        retain score that falls as the step grows)."""
+        return min((t.retain for t in self.trials if not t.passed), default=float("inf"))
+
+    def result(self) -> "SearchResult":
+        return SearchResult(self.trials, self.best, self.pruned)
 
 
 def search_step(evaluate: Callable[[float], tuple[float, float, dict]], lam0: float,
-                target: float, max_evals: int) -> SearchResult:
+                target: float, max_evals: int, rtol: float = 0.0) -> "SearchResult":
     """Bracket by doubling, then bisect; ``evaluate(lam) -> (forget, retain, extra)``.
 
     ``forget`` must fall as ``lam`` grows for the bracket to be meaningful (monotone response).
     """
-    if lam0 <= 0:
-        raise ValueError("the initial step must be positive")
-    trials: list[Trial] = []
-    lo, hi = 0.0, None  # lo: largest failing step, hi: smallest passing step
-    lam = lam0
-    for _ in range(max_evals):
-        forget, retain, extra = evaluate(lam)
-        t = Trial(lam, forget, retain, forget <= target, extra)
-        trials.append(t)
-        if t.passed:
-            hi = lam
-        else:
-            lo = lam
-        lam = lam * 2 if hi is None else 0.5 * (lo + hi)
-    passing = [t for t in trials if t.passed]
-    best = min(passing, key=lambda t: t.lam) if passing else None
-    return SearchResult(trials, best)
+    b = Bracket(lam0, target, max_evals, rtol)
+    while not b.done:
+        b.record(*evaluate(b.lam))
+    return b.result()
+
+
+def monotone(trials: Sequence[Trial]) -> bool:
+    """Whether the retain score does not rise as the step grows, over these trials."""
+    r = [t.retain for t in sorted(trials, key=lambda t: t.lam)]
+    return all(a >= b for a, b in zip(r, r[1:]))
 
 
 @dataclass
@@ -109,13 +155,18 @@ class LayerSearch:
     def rel(self, lam: float) -> float:
         return lam / self.rho
 
+    @property
+    def monotone(self) -> bool:
+        return monotone(self.result.trials)
+
 
 @dataclass(frozen=True)
 class SearchConfig:
     target: float  # a trial passes when its forget score is <= target
     max_evals: int  # per layer
     scale0: float  # the first step's norm relative to the layer's
-
+    rtol: float = 0.0  # stop bisecting once hi / lo <= 1 + rtol (0: spend max_evals)
+    prune: bool = False  # best-first over layers; stop the layers that cannot win
 
 @dataclass(frozen=True)
 class RankConfig:
@@ -207,6 +258,17 @@ def layers_to_store(rows: Sequence[dict]) -> list[str]:
     return sorted(keep)
 
 
+def _prune(br: dict[str, Bracket]) -> None:
+    """Stop every layer whose bound is below the retain score another layer has reached (a
+    layer's reached score only rises as its bracket narrows, its bound only falls)."""
+    reached = sorted(((b.best.retain, x) for x, b in br.items() if b.best is not None),
+                     reverse=True)
+    for x, b in br.items():
+        other = next((r for r, y in reached if y != x), None)
+        if not b.done and other is not None and b.bound < other:
+            b.pruned = True
+
+
 def search(model, grads: dict[str, torch.Tensor], layers: Sequence[str], scorer: Scorer,
            cfg: SearchConfig, fallback: Fallback | None = None, progress=lambda x, **k: x,
            score_base: bool = False) -> Slug:
@@ -218,18 +280,25 @@ def search(model, grads: dict[str, torch.Tensor], layers: Sequence[str], scorer:
     if score_base:
         scorer.prepare(layers[0])
         before = scorer.score()
-    searches = []
-    for layer in progress(layers, desc="step search"):
-        p, g = params[layer], grads[layer].to(params[layer].device)
-        rho = float(p.detach().norm() / g.norm().clamp_min(1e-12))
-        scorer.prepare(layer)  # caches under the base weights
-
-        def evaluate(lam, p=p, g=g):
-            with edited(p, g, lam):
-                return scorer.score()
-
-        searches.append(LayerSearch(layer, rho, search_step(evaluate, cfg.scale0 * rho,
-                                                            cfg.target, cfg.max_evals)))
+    params = {x: params[x] for x in layers}
+    gs = {x: grads[x].to(params[x].device) for x in layers}
+    rho = {x: float(params[x].detach().norm() / gs[x].norm().clamp_min(1e-12)) for x in layers}
+    br = {x: Bracket(cfg.scale0 * rho[x], cfg.target, cfg.max_evals, cfg.rtol) for x in layers}
+    current = None
+    for _ in progress(range(len(layers) * cfg.max_evals), desc="step search"):  # a bound
+        if cfg.prune:
+            _prune(br)
+        active = [x for x in layers if not br[x].done]
+        if not active:
+            break
+        # best-first when pruning (the highest bound; ties: the given order), else layer by layer
+        layer = max(active, key=lambda x: br[x].bound) if cfg.prune else active[0]
+        if layer != current:
+            scorer.prepare(layer)  # caches under the base weights
+            current = layer
+        with edited(params[layer], gs[layer], br[layer].lam):
+            br[layer].record(*scorer.score())
+    searches = [LayerSearch(x, rho[x], br[x].result()) for x in layers]
     chosen = choose(searches)
     if chosen is not None:
         picked, reached = (chosen, chosen.result.best), True
@@ -241,11 +310,11 @@ def search(model, grads: dict[str, torch.Tensor], layers: Sequence[str], scorer:
 def unlearn(model, forget, retain, scorer: Scorer, cfg: SearchConfig, rank_cfg: RankConfig, *,
             batch_size: int, exclude: Sequence[str], readable: Callable[[str], bool] | None = None,
             trainable: Callable[[str], bool] | None = None, fallback: Fallback | None = None,
-            progress=lambda x, **k: x) -> Slug:
+            max_forget: int | None = None, progress=lambda x, **k: x) -> Slug:
     """SLUG in one call: one gradient pass (only ``trainable`` tensors get gradients), the layer
     ranking among what the consumer reads, the step search. The gradients, rank and unlearn
     stages run the same three steps with their artifacts in between."""
-    g = gradient_pass(model, forget, retain, batch_size, trainable)
+    g = gradient_pass(model, forget, retain, batch_size, trainable, max_forget)
     layers, ranked = rank(L.stats_table(model, g.forget, g.retain, exclude), rank_cfg, readable)
     res = search(model, g.forget, layers, scorer, cfg, fallback, progress)
     res.ranking, res.gradients = ranked, g

@@ -81,8 +81,8 @@ def search_selected(model, grads: dict[str, torch.Tensor], selection: dict, scor
     res = slug.search(model, grads, layers, scorer, cfg, fallback=slug.strongest,
                       progress=progress)
     elapsed = time.time() - start
-    naive_search = next((s for s in res.searches if s.layer == naive), None) or \
-        slug.search(model, grads, [naive], scorer, cfg).searches[0]
+    naive_search = next((s for s in res.searches if s.layer == naive and not s.result.pruned),
+                        None) or slug.search(model, grads, [naive], scorer, cfg).searches[0]
     if state_dict_hash(model) != base_hash:
         raise NumericalError("a trial leaked into the base weights")
     cosine = None
@@ -117,7 +117,7 @@ def trace_rows(s: Search) -> list[dict]:
             chosen = bool(res.trial is not None and ls.layer == res.layer and t is res.trial)
             rows.append({"layer": ls.layer, "eval": i + 1, "lambda": t.lam,
                          "rel_step": ls.rel(t.lam), "forget": t.forget, "retain": t.retain,
-                         "passed": t.passed, "naive": ls.layer == s.naive.layer,
+                         "passed": t.passed, "naive": ls is s.naive,
                          "chosen": chosen, **t.extra})
     return rows
 
@@ -127,7 +127,8 @@ def summary(ls: slug.LayerSearch) -> dict:
     return {"layer": ls.layer, "reached_target": b is not None,
             "lambda": b.lam if b else None, "rel_step": ls.rel(b.lam) if b else None,
             "forget": b.forget if b else None, "retain": b.retain if b else None,
-            "evaluations": len(ls.result.trials)}
+            "evaluations": len(ls.result.trials), "pruned": ls.result.pruned,
+            "retain_monotone": ls.monotone}
 
 
 def metrics(s: Search, concept, patch, model) -> dict:
