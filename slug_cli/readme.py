@@ -258,10 +258,13 @@ def compare_full(root: Path) -> str:
                      f"{r['time_s']:.1f} s", f"{r['peak_mem_mb']:.0f} MB",
                      f"{_pct(r['changed_share'])} %", "–" if ep is None else f"{ep:.2f}"])
     tr = c["time_ratio"]
+    fast, slug_ = c["methods"].get(tr["fastest_iterative"]), c["methods"]["slug"]
     return (_md(["method", "forget split top-1", "MIA", "reached", "time to forget", "total time",
                  "peak memory", "entries changed", "epochs"], rows)
-            + (f"\n\nThe fastest iterative baseline ({tr['fastest_iterative']}) took "
-               f"{tr['iterative_over_slug']:.2f}x SLUG's time to forget."
+            + (f"\n\nThe fastest iterative baseline ({fast['label']}) took "
+               f"{tr['iterative_over_slug']:.2f}x SLUG's time to forget, keeping CelebA "
+               f"{_pct(fast['celeba_top1'])} / ImageNet {_pct(fast['imagenet_top1'])} against "
+               f"SLUG's {_pct(slug_['celeba_top1'])} / {_pct(slug_['imagenet_top1'])}."
                if tr["fastest_iterative"] else "\n\nNo iterative baseline met the stop rule, so "
                "there is no time-to-forget ratio."))
 
@@ -272,12 +275,52 @@ def timings(root: Path) -> str:
         ["pretrain", f"{pre['load']:.0f} s reading + {pre['train']:.0f} s training"],
         ["sd_train", f"{sdt['load_s']:.0f} s reading + {sdt['vae']['time_s']:.0f} s VAE + "
                      f"{sdt['unet']['time_s']:.0f} s UNet"],
-        ["unlearn (the step search)", f"{_load(root, 'unlearn')['time_s']:.1f} s"],
+        ["unlearn (the step search)", f"{_load(root, 'unlearn')['time_s']:.1f} s, "
+                                      f"{_load(root, 'unlearn')['evaluations']} evaluations"],
         ["evaluate", f"{_load(root, 'evaluate')['time_s']:.1f} s"],
         ["sd_unlearn (search)", f"{_load(root, 'sd_unlearn')['time_s']:.1f} s"],
         ["sd_evaluate (generation)", f"{_load(root, 'sd_evaluate')['generation_s']:.1f} s"],
         ["canvas_generator", f"{_load(root, 'canvas_generator')['time_s']:.0f} s"],
         ["canvas_base", f"{_load(root, 'canvas_base')['time_s']:.0f} s"]])
+
+
+def lean_search(root: Path) -> str:
+    """The lean step search against the exhaustive one (bench/lean_search.json)."""
+    rows = []
+    for c in _bench(root, "lean_search")["concepts"]:
+        e, le = c["exhaustive"], c["lean"]
+        rows.append([f"{c['concept']} ({c['kind']})",
+                     f"{e['evaluations']} → {le['evaluations']}",
+                     f"`{e['layer']}`" + ("" if le["layer"] == e["layer"]
+                                          else f" → `{le['layer']}`"),
+                     f"{e['search_retain']:.4f} → {le['search_retain']:.4f}",
+                     " / ".join(f"{_pct(e[k])} → {_pct(le[k])}" for k in
+                                ("forget_top5", "celeba_top1", "imagenet_top1")),
+                     "yes" if c["same_layer_or_retain_within_0.005"]
+                     and c["held_out_within_1_point"] else "**no**",
+                     f"{le['monotone_layers']} of {c['layers']}"])
+    return _md(["concept", "evaluations", "layer", "search retain",
+                "held-out forget top-5 / CelebA / ImageNet", "within bar", "layers monotone "
+                "(lean)"], rows)
+
+
+def scaling_projection(root: Path) -> str:
+    """SLUG's and GA's time to forget projected to real scale (bench/scaling_projection.json)."""
+    b = _bench(root, "scaling_projection")
+    c, n, k = b["costs_s_per_pair"], b["counts"], b["tiny_world_check"]
+    rows = [[r["arch"], f"{r['n_forget_search']:,}", f"{r['slug_s']:.0f} s", f"{r['ga_s']:.0f} s",
+             f"{r['ga_over_slug']:.2f}"] for r in b["rows"]]
+    costs = "; ".join(f"{a} {1e3 * v['f']:.1f} / {1e3 * v['fb']:.1f} ms" for a, v in c.items())
+    return (_md(["model", "forget-search pairs", "SLUG (projected)", "GA (projected)",
+                 "GA / SLUG"], rows)
+            + f"\n\nInputs: per-pair forward / forward+backward cost, batch {b['batch_size']}, "
+            f"{b['threads']} CPU threads: {costs}. Counts from the tiny-world run: "
+            f"{n['E']} SLUG evaluations, a trial costing {n['share']:.2f} of a full forward "
+            f"pass over the search data, retain {n['R']} + validation {n['V']} pairs; GA "
+            f"{n['ga_epochs']:.2f} epochs and {n['ga_checks']:.0f} checks to forget. The same "
+            f"model on the tiny CLIP projects SLUG {k['projected']['slug_s']:.1f} s and GA "
+            f"{k['projected']['ga_s']:.1f} s against the measured {k['measured']['slug_s']:.1f} s "
+            f"and {k['measured']['ga_s']:.1f} s.")
 
 
 def smoke(root: Path) -> str:
@@ -297,7 +340,8 @@ TABLES = {"pretrain": pretrain, "smoke": smoke, "slug": slug, "compare": compare
           "unlearncanvas": unlearncanvas, "evaluate_full": evaluate_full,
           "compare_full": compare_full, "timings": timings, "protocol": protocol,
           "reliability": reliability, "eval_memory": eval_memory,
-          "gradient_overhead": gradient_overhead,
+          "gradient_overhead": gradient_overhead, "lean_search": lean_search,
+          "scaling_projection": scaling_projection,
           "protocol_short": protocol_short, "verdict": verdict,
           "reliability_line": reliability_line}
 FILES = ("README.md", "docs/results.md", "docs/protocol.md", "docs/real-data.md")
