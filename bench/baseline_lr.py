@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from pipeline import params as params_mod
-from pipeline.evaluate.sets import standard_sets
+from pipeline.evaluate.sets import scorer_kinds, standard_sets
 from pipeline.models.factory import from_params
 from pipeline.sets.build import load_split, read_concept
 from pipeline.unlearn import compare as C
@@ -37,8 +37,8 @@ def main() -> None:
     b, d = from_params(p.model, "cpu"), p.data
     model, tok = b.model, b.tokenizer
     concept = read_concept(p.sets.out)
-    kinds = {k: (s.classnames, s.templates) for k, s in standard_sets(
-        d.celeba, d.characters, d.imagenet, d.unlearncanvas, p.eval.templates).items()}
+    kinds = scorer_kinds(standard_sets(d.celeba, d.characters, d.imagenet, d.unlearncanvas,
+                                     p.eval.templates))
     fs, retain, rv = (load_split(p.sets.out, s, b.preprocess, tok)
                       for s in ("forget_search", "retain", "retain_val"))
     base = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -27,7 +27,7 @@ import torch
 import yaml
 
 from pipeline import params as params_mod
-from pipeline.evaluate.sets import standard_sets
+from pipeline.evaluate.sets import scorer_kinds, standard_sets
 from pipeline.evaluate.unlearning import eval_inputs, evaluate
 from pipeline.models.factory import from_params
 from pipeline.sets.build import load_split, read_concept
@@ -73,7 +73,7 @@ def _searches(p) -> dict:
     b, d, u = from_params(p.model, "cpu"), p.data, p.unlearn
     concept = read_concept(p.sets.out)
     evs = standard_sets(d.celeba, d.characters, d.imagenet, d.unlearncanvas, p.eval.templates)
-    kinds = {k: (s.classnames, s.templates) for k, s in evs.items()}
+    kinds = scorer_kinds(evs)
     fs, rv = (load_split(p.sets.out, s, b.preprocess, b.tokenizer)
               for s in ("forget_search", "retain_val"))
     x = eval_inputs(evs, b, concept, p.sets.out, False, d.celeba, p.evaluate.frequent,

@@ -53,7 +53,7 @@ def _ln_on_front(model, g, exclude: list[str], signed: bool) -> list[str]:
 
 
 def main(argv: list[str]) -> None:
-    from pipeline.evaluate.sets import standard_sets
+    from pipeline.evaluate.sets import scorer_kinds, standard_sets
     from pipeline.evaluate.unlearning import eval_inputs, evaluate
     from pipeline.models.factory import from_params
     from pipeline.params import load
@@ -69,7 +69,7 @@ def main(argv: list[str]) -> None:
     model, tok, u, e, d = bundle.model, bundle.tokenizer, p.unlearn, p.evaluate, p.data
     concept = read_concept(p.sets.out)
     sets = standard_sets(d.celeba, d.characters, d.imagenet, d.unlearncanvas, p.eval.templates)
-    kinds = {k: (s.classnames, s.templates) for k, s in sets.items()}
+    kinds = scorer_kinds(sets)
     forget = load_split(p.sets.out, "forget_search", bundle.preprocess, tok)
     retain = load_split(p.sets.out, "retain", bundle.preprocess, tok)
     retain_val = load_split(p.sets.out, "retain_val", bundle.preprocess, tok)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from pipeline import params as params_mod
-from pipeline.evaluate.sets import standard_sets
+from pipeline.evaluate.sets import scorer_kinds, standard_sets
 from pipeline.models.factory import from_params
 from pipeline.sets.build import load_split, read_concept
 from pipeline.unlearn import workflow as W
@@ -33,8 +33,8 @@ def main(repeats: int = 5) -> None:
     torch.manual_seed(0)
     b, d = from_params(p.model, "cpu"), p.data
     concept = read_concept(p.sets.out)
-    kinds = {k: (s.classnames, s.templates) for k, s in standard_sets(
-        d.celeba, d.characters, d.imagenet, d.unlearncanvas, p.eval.templates).items()}
+    kinds = scorer_kinds(standard_sets(d.celeba, d.characters, d.imagenet, d.unlearncanvas,
+                                     p.eval.templates))
     forget = load_split(p.sets.out, "forget_search", b.preprocess, b.tokenizer)
     retain = load_split(p.sets.out, "retain_val", b.preprocess, b.tokenizer)
     grads = W.read_grads(p.gradients.out)

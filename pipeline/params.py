@@ -30,6 +30,7 @@ PRECISIONS = ("fp32", "fp16", "bf16", "amp", "amp_bf16")
 CONCEPT_KINDS = ("identity", "character", "object", "style")
 RULES = ("front", "deepest", "best_ratio")  # which layers of the Pareto front to search
 ALIGNMENTS = ("abs", "signed")
+RETAIN_SOURCES = ("fresh", "pool")  # gradients.retain: a fresh pass, or the amortised pool
 MAX_FRONTS = 3  # the gradients stage stores the forget gradients of fronts 1..MAX_FRONTS
 BASELINE_METHODS = ("ft", "ga", "gaft", "salun_ref", "ssd")
 ITERATIVE_METHODS = ("ft", "ga", "gaft", "salun_ref")
@@ -138,7 +139,15 @@ class SetsParams:
 class GradientsParams:
     batch_size: int = field(metadata=_range(2))
     max_forget: int | None = field(metadata=_range(1))  # None: every forget-search pair
+    retain: str = field(metadata=_choice(*RETAIN_SOURCES))
     exclude: list
+    out: str = field(metadata=_path())
+
+
+@dataclass
+class PoolParams:
+    """The retain pool (stage retain_pool): the amortised retain gradient."""
+    n: int = field(metadata=_range(2))
     out: str = field(metadata=_path())
 
 
@@ -351,6 +360,7 @@ class Params:
     filter: FilterParams
     sets: SetsParams
     gradients: GradientsParams
+    pool: PoolParams
     rank: RankParams
     unlearn: UnlearnParams
     evaluate: EvaluateParams

@@ -68,6 +68,8 @@ def compare(root: Path) -> str:
             t = "–" if r.get("time_s") is None else f"retrain {r['time_s'] / 60:.1f} min"
         else:
             t = "–" if m == "original" else ("never" if t is None else f"{t:.1f} s")
+            if r.get("one_time_s") is not None:  # SLUG (pooled retain): per request + once
+                t += f" + {r['one_time_s']:.1f} s once"
         rows.append([r["label"], _pct(r["forget_top1"]), _pct(r["forget_top5"]),
                      _pct(r["celeba_top1"]), _pct(r["imagenet_top1"]),
                      _pct(r.get("mia_efficacy")), _w1(r.get("cosine_w1")), t,
@@ -265,6 +267,12 @@ def compare_full(root: Path) -> str:
                f"{tr['iterative_over_slug']:.2f}x SLUG's time to forget, keeping CelebA "
                f"{_pct(fast['celeba_top1'])} / ImageNet {_pct(fast['imagenet_top1'])} against "
                f"SLUG's {_pct(slug_['celeba_top1'])} / {_pct(slug_['imagenet_top1'])}."
+               + (f" With the pooled retain gradient: {tr['iterative_over_slug_pool']:.2f}x "
+                  f"per request ({pool['time_to_forget_s']:.1f} s; the pool's one-time "
+                  f"{pool['one_time_s']:.1f} s not counted; {pool['pool_batches_recomputed']} "
+                  f"of {pool['pool_batches']} batches recomputed)."
+                  if (pool := c["methods"].get("slug_pool")) and tr.get("iterative_over_slug_pool")
+                  else "")
                if tr["fastest_iterative"] else "\n\nNo iterative baseline met the stop rule, so "
                "there is no time-to-forget ratio."))
 
@@ -336,12 +344,27 @@ def smoke(root: Path) -> str:
             f"{b['evaluations']} trials).")
 
 
+def scaling(root: Path) -> str:
+    """Time to forget as the forget set grows (bench/scaling.json)."""
+    from bench.scaling import table
+
+    return table(_bench(root, "scaling")).rstrip("\n")
+
+
+def time_to_forget(root: Path) -> str:
+    """Time to forget on three concepts, median of 3 (bench/time_to_forget.json)."""
+    from bench.scaling import table
+
+    return table(_bench(root, "time_to_forget"), key="concept").rstrip("\n")
+
+
 TABLES = {"pretrain": pretrain, "smoke": smoke, "slug": slug, "compare": compare, "sd": sd,
           "unlearncanvas": unlearncanvas, "evaluate_full": evaluate_full,
           "compare_full": compare_full, "timings": timings, "protocol": protocol,
           "reliability": reliability, "eval_memory": eval_memory,
           "gradient_overhead": gradient_overhead, "lean_search": lean_search,
-          "scaling_projection": scaling_projection,
+          "scaling_projection": scaling_projection, "scaling": scaling,
+          "time_to_forget": time_to_forget,
           "protocol_short": protocol_short, "verdict": verdict,
           "reliability_line": reliability_line}
 FILES = ("README.md", "docs/results.md", "docs/protocol.md", "docs/real-data.md")

@@ -9,7 +9,7 @@ import sys
 import torch
 
 from pipeline.entry import metrics_path, plots_dir, run
-from pipeline.evaluate.sets import standard_sets
+from pipeline.evaluate.sets import scorer_kinds, standard_sets
 from pipeline.io import sha256_file, write_csv, write_json
 from pipeline.models.factory import from_params
 from pipeline.models.structure import state_dict_hash
@@ -28,8 +28,8 @@ def main(p: Params) -> None:
     bundle, u, sets = from_params(p.model, p.device), p.unlearn, p.sets.out
     concept = read_concept(sets)
     d = p.data
-    kinds = {k: (s.classnames, s.templates) for k, s in standard_sets(
-        d.celeba, d.characters, d.imagenet, d.unlearncanvas, p.eval.templates).items()}
+    kinds = scorer_kinds(standard_sets(d.celeba, d.characters, d.imagenet, d.unlearncanvas,
+                                     p.eval.templates))
     grads = W.read_grads(p.gradients.out)
     forget = load_split(sets, "forget_search", bundle.preprocess, bundle.tokenizer)
     retain_val = load_split(sets, "retain_val", bundle.preprocess, bundle.tokenizer)

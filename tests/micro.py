@@ -28,6 +28,7 @@ MICRO_PARAMS = {
                           "distractor": 0.02}},
     "pretrain": {"steps": 150, "batch_size": 64, "eval_every": 150, "warmup": 10},
     "sets": {"n_retain": 60, "n_retain_val": 30, "n_nonmembers": 20},
+    "pool": {"n": 60},
     "unlearn": {"max_evals": 8},
     "evaluate": {"mia_seeds": 2},
     "baselines": {"epochs": 1, "ssd": {"max_evals": 3}},

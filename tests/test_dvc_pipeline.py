@@ -43,9 +43,14 @@ def test_dvc_repro_runs_the_pipeline(micro_repo):
     # tested on its own below)
     assert json.loads((repo / "metrics" / "unlearn.json").read_text())["reached_target"] is True
     cmp = json.loads((repo / "metrics" / "compare.json").read_text())
-    assert set(cmp["methods"]) == {"original", "oracle", "slug", "ft", "ga", "gaft", "salun_ref",
-                                   "ssd"}
+    assert set(cmp["methods"]) == {"original", "oracle", "slug", "slug_pool", "ft", "ga", "gaft",
+                                   "salun_ref", "ssd"}
     assert cmp["methods"]["slug"]["rerun_matches_patch"] is True
+    pooled, pool = cmp["methods"]["slug_pool"], json.loads(
+        (repo / "data" / "retain_pool" / "layout.json").read_text())
+    assert pooled["one_time_s"] == pool["time_s"] > 0  # built once by the retain_pool stage
+    assert 0 < pooled["retain_pairs"] <= MICRO_PARAMS["pool"]["n"]
+    assert pooled["pool_batches"] == len(pool["bounds"])
     oracle = json.loads((repo / "models" / "oracle" / "manifest.json").read_text())
     assert oracle["trained"] and oracle["dropped_pairs"] > 0 and cmp["oracle"] == oracle
     rows = cmp["methods"]

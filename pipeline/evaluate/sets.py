@@ -88,5 +88,10 @@ def standard_sets(celeba_root: Path, characters_root: Path, imagenet_root: Path,
     }
 
 
+def scorer_kinds(sets: dict[str, EvalSet]) -> dict[str, tuple[list[str], list[str]]]:
+    """Each kind's class names and templates (what a ``TrialScorer`` takes)."""
+    return {k: (s.classnames, s.templates) for k, s in sets.items()}
+
+
 def classnames(sets: dict[str, EvalSet]) -> dict[str, list[str]]:
     return {k: s.classnames for k, s in sets.items()}

@@ -166,3 +166,21 @@ def build_sets(shards: Sequence[Shard], forget_rows: list[dict], matcher: Concep
         manifest["splits"][split] = {"n": len(samples), "keys": [k for k, _ in samples],
                                      "sha256": sha256_file(path)}
     return manifest
+
+
+def build_pool(shards: Sequence[Shard], n: int, seed: int, out: Path) -> dict:
+    """The retain pool (``pipeline.unlearn.retain_pool``) as one webdataset tar: a seeded sample
+    of ``n`` training pairs, whatever their caption, so that one pool serves every concept (a
+    request drops the pairs that mention its own). Returns its manifest."""
+    rng = np.random.default_rng(seed)
+    cands = []
+    for shard in shards:
+        cands += [(shard.name, str(k)) for k in read_metadata(shard, ("key",))["key"]]
+    if len(cands) < n:
+        raise DataError(f"the shards hold {len(cands)} pairs, the retain pool asks for {n} "
+                        f"(pool.n)")
+    skipped = {"corrupt_images": 0, "incomplete": 0}
+    samples = _collect(shards, {sk: "pool" for sk in _sample(cands, n, rng)}, skipped)["pool"]
+    write_tar(out, samples)
+    return {"n": len(samples), "requested": n, "seed": seed, "skipped": skipped,
+            "keys": [k for k, _ in samples], "sha256": sha256_file(out)}

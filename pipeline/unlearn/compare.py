@@ -41,9 +41,11 @@ from .baselines.iterative import IterativeConfig
 from .baselines.ssd import SSDConfig
 
 FIELDS = ["method", "label", "forget_top1", "forget_top5", "forget_split_top1", "celeba_top1",
-          "imagenet_top1", "mia", "mia_efficacy", "reached", "time_to_forget_s", "time_s", "peak_mem_mb",
+          "imagenet_top1", "mia", "mia_efficacy", "reached", "time_to_forget_s", "time_s", "one_time_s",
+          "peak_mem_mb",
           "storage_mb", "changed_share", "epochs", "gap_forget_top1", "gap_forget_top5",
           "gap_celeba_top1", "gap_imagenet_top1", "gap_mia", "gap_mia_efficacy", "cosine_w1"]
+HASHED = ("forget_search", "retain", "retain_val", "forget_test")  # the splits compare reads
 GAPS = ("forget_top1", "forget_top5", "celeba_top1", "imagenet_top1", "mia", "mia_efficacy")
 CURVE_FIELDS = ["method", "label", "step", "epoch", "elapsed_s", "forget", "retain"]
 
@@ -134,12 +136,15 @@ class Comparison:
 def run_comparison(model, tokenizer, data: BaselineData, scorer: Callable[[bool], slug.Scorer],
                    x: EvalInputs, patch: patch_mod.Patch, patch_bytes: int, s: SlugSettings,
                    methods: list[str], settings: Callable[[str], object], mia_seeds: int,
-                   checkpoints: Path, live: Path, seed: int, progress=lambda x, **k: x,
-                   oracle=None, oracle_time_s: float | None = None) -> Comparison:
+                   checkpoints: str | Path, live: Path, seed: int, progress=lambda x, **k: x,
+                   oracle=None, oracle_time_s: float | None = None, pool=None,
+                   pool_time_s: float | None = None) -> Comparison:
     """``scorer(cached)`` makes a fresh search scorer; ``settings(method)`` a baseline's config.
     Each baseline's weights are written to ``checkpoints/<method>.safetensors`` and its stop-rule
     checks logged under ``live/<method>``. ``oracle`` (a model) adds the oracle row and every
-    row's distance to it. The model is left at its base weights."""
+    row's distance to it. ``pool`` (a ``retain_pool.PoolRequest``) adds ``slug_pool``: SLUG with
+    the amortised retain gradient, its per-request time beside the pool's one-time
+    ``pool_time_s``. The model is left at its base weights."""
     device = next(model.parameters()).device
     base = {k: v.detach().clone() for k, v in model.named_parameters()}
     base_hash = state_dict_hash(model)
@@ -170,6 +175,25 @@ def run_comparison(model, tokenizer, data: BaselineData, scorer: Callable[[bool]
                      peak_mem_mb=meter.peak_bytes / 2**20, storage_mb=patch_bytes / 2**20,
                      changed_share=patch.numel / sum(t.numel() for t in base.values()),
                      epochs=None, rerun_matches_patch=same))
+    if pool is not None:  # the same run with the amortised retain gradient
+        with Meter(device) as meter:
+            res_p = slug.unlearn(model, data.forget, pool, scorer(True), s.search, s.rank,
+                                 batch_size=s.batch_size, exclude=s.exclude,
+                                 fallback=slug.strongest, max_forget=s.max_forget,
+                                 progress=progress)
+        edit = res_p.patch(model, {"base_model_sha256": base_hash})
+        originals = patch_mod.apply(model, edit)
+        pool_res = assess("slug_pool")
+        patch_mod.revert(model, originals)
+        c = pool.last
+        rows.append(_row("slug_pool", pool_res, reached=res_p.reached,
+                         time_to_forget_s=meter.time_s if res_p.reached else None,
+                         time_s=meter.time_s, one_time_s=pool_time_s,
+                         peak_mem_mb=meter.peak_bytes / 2**20, storage_mb=patch_bytes / 2**20,
+                         changed_share=edit.numel / sum(t.numel() for t in base.values()),
+                         epochs=None, layer=res_p.layer, rel_step=res_p.rel_step,
+                         evaluations=res_p.evaluations, retain_pairs=c.n,
+                         pool_batches_recomputed=c.passes, pool_batches=c.batches))
     if state_dict_hash(model) != base_hash:
         raise RuntimeError("SLUG's trials leaked into the base weights")
 
@@ -210,10 +234,13 @@ def summary(rows: list[dict]) -> dict:
     fastest = min((r for r in rows if r["method"] in ITERATIVE_METHODS and r.get("time_to_forget_s")),
                   key=lambda r: r["time_to_forget_s"], default=None)
     ratio = fastest["time_to_forget_s"] / slug_t if fastest and slug_t else None
+    pool_t = by.get("slug_pool", {}).get("time_to_forget_s")
     return {
         "methods": {r["method"]: {k: v for k, v in r.items() if k != "method"} for r in rows},
         "time_ratio": {"fastest_iterative": fastest["method"] if fastest else None,
                        "iterative_over_slug": ratio,
+                       "iterative_over_slug_pool": fastest["time_to_forget_s"] / pool_t
+                       if fastest and pool_t else None,
                        "per_method": {r["method"]: r["time_to_forget_s"] / slug_t
                                       for r in rows if r.get("time_to_forget_s") and slug_t}},
         "utility_at_forget_le_0.05": {

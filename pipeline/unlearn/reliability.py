@@ -95,17 +95,23 @@ def split_gradient(model, data: PairData, loss_kind: str, batch_size: int):
     return full, loss, (g_a, g_b), (m, n - m), aligned
 
 
-def split_pass(model, forget: PairData, retain: PairData, batch_size: int,
+def split_pass(model, forget: PairData, retain, batch_size: int,
                trainable: Callable[[str], bool] | None = None,
                max_forget: int | None = None) -> SplitGradients:
     """``gradients.gradient_pass`` with each set cut in two halves (see the module doc); the full
-    gradients are the plain pass's (to rounding) when the cuts are batch-aligned."""
+    gradients are the plain pass's (to rounding) when the cuts are batch-aligned. ``retain``: a
+    ``PairData`` or a ``retain_pool.PoolRequest``, whose halves are the pool's."""
     forget = head(forget, max_forget)
     model.eval()
     with only_trainable(model, trainable):
         g_f, l_f, fh, fs, fal = split_gradient(model, forget, "forget", batch_size)
-        g_r, l_r, rh, rs, ral = split_gradient(model, retain, "retain", batch_size)
-    return SplitGradients(g_f, g_r, l_f, l_r, len(forget.images), len(retain.images), fh, rh, fs,
+        if isinstance(retain, PairData):
+            g_r, l_r, rh, rs, ral = split_gradient(model, retain, "retain", batch_size)
+            n_r = len(retain.images)
+        else:
+            r = retain.compute(model)
+            g_r, l_r, rh, rs, ral, n_r = r.full, r.loss, r.halves, r.sizes, True, r.n
+    return SplitGradients(g_f, g_r, l_f, l_r, len(forget.images), n_r, fh, rh, fs,
                           rs, {"forget": fal, "retain": ral})
 
 

@@ -14,7 +14,10 @@ the retain loader, bug B11); batch 32; logit_scale clamped to [0, ln 100] after 
   (random labels); the reference repository calls it SalUn.
 
 The stop rule is checked ``checks_per_epoch`` times per epoch (1 = the reference's per-epoch
-evaluation).
+evaluation), unless ``check_every`` is set: then it is checked after every ``check_every``
+optimizer steps, counted over the whole run (after steps ``k, 2k, 3k, ...`` whatever the epoch), so
+a method is charged only for the checks its steps call for. The end of an epoch (and of the run)
+is checked only when that is where the schedule falls; ``checks_per_epoch`` is then unused.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class IterativeConfig:
     checks_per_epoch: int
     seed: int
     mask_fraction: float  # salun_ref only
+    check_every: int | None = None  # check after every N optimizer steps (None: checks_per_epoch)
 
 
 def optimizer(model, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -87,6 +91,8 @@ Phase = tuple[str, PairData]  # ("ga" | "ft", data)
 def train(model, phases: list[Phase], cfg: IterativeConfig, rule: StopRule,
           mask: dict[str, torch.Tensor] | None = None, progress=lambda x, **k: x) -> None:
     """Run ``phases`` once per epoch until the stop rule passes or the epochs run out."""
+    if cfg.check_every is not None and cfg.check_every < 1:
+        raise ValueError(f"check_every must be a positive number of steps, not {cfg.check_every}")
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(cfg.seed)
     params = dict(model.named_parameters())
@@ -128,6 +134,8 @@ def train(model, phases: list[Phase], cfg: IterativeConfig, rule: StopRule,
                         params[n].copy_(torch.where(m, params[n], frozen[n]))  # no decay either
                 step += 1
                 in_epoch += 1
-                if in_epoch in check_at and rule(step, epoch + in_epoch / per_epoch,
-                                                 **{"train/loss": float(loss.detach())}):
+                due = (in_epoch in check_at if cfg.check_every is None
+                       else step % cfg.check_every == 0)
+                if due and rule(step, epoch + in_epoch / per_epoch,
+                                **{"train/loss": float(loss.detach())}):
                     return
