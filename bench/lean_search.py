@@ -41,9 +41,13 @@ CONCEPTS = ("Elon Musk", "Barack Obama", "Lionel Messi", "Iron Man", "Mickey Mou
 STAGES = ("filter", "build_sets", "gradients", "rank")
 
 
-def scratch_params(folder: Path, concept: str) -> Path:
+def scratch_params(folder: Path, concept: str, max_matches: int | None = None) -> Path:
+    """This repository's params.yaml with ``concept`` (and ``filter.max_matches``, unless
+    ``None``), every output under ``folder/work``; data/ and models/ linked from here."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["concept"] = concept
+    if max_matches is not None:
+        raw["filter"]["max_matches"] = max_matches
     raw["filter"]["out"] = "work/filter/forget_index.csv"
     for group in ("sets", "gradients", "rank"):
         raw[group]["out"] = f"work/{group}"

@@ -41,8 +41,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-import yaml
 
+from bench.lean_search import scratch_params
 from pipeline import params as params_mod
 from pipeline.datasets.shards import list_shards
 from pipeline.evaluate.sets import scorer_kinds, standard_sets
@@ -71,25 +71,10 @@ STAGES = ("filter", "build_sets")
 SPLITS = ("forget_search", "retain", "retain_val")
 
 
-def scratch_params(folder: Path, max_matches: int | None, concept: str = CONCEPT) -> Path:
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["concept"] = concept
-    if max_matches is not None:
-        raw["filter"]["max_matches"] = max_matches
-    raw["filter"]["out"] = "work/filter/forget_index.csv"
-    for group in ("sets", "gradients", "rank"):
-        raw[group]["out"] = f"work/{group}"
-    path = folder / "params.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    for link in ("data", "models"):
-        (folder / link).symlink_to(ROOT / link)
-    return path
-
-
 def build(folder: Path, max_matches: int | None, concept: str = CONCEPT) -> dict:
     """The pipeline's filter and build_sets stages for one size (``None``: the committed
     ``filter.max_matches``) and concept, in ``folder``."""
-    scratch_params(folder, max_matches, concept)
+    scratch_params(folder, concept, max_matches)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     t = time.perf_counter()
     for stage in STAGES:
