@@ -2,8 +2,12 @@
 
 Uses the pipeline's own artifacts (the tiny CLIP, the sets, the stored gradients, the selected
 layers), so run it after `dvc repro unlearn`. For every selected layer it times `repeats` trials
-of TrialScorer.score() under an edit, once with FeatureCache (other tower and the activations
-below the edited block cached) and once recomputing everything, and writes bench/results.json.
+of TrialScorer.score() under an edit in three modes and writes bench/results.json:
+
+* ``shortcut``: FeatureCache with the linear shortcut (``unlearn.shortcut``: a linear map's
+  edited output as ``y0 + lambda * (G x)``, both terms cached per layer; other layers as cached);
+* ``cached``: FeatureCache without it (other tower and the activations below the edit cached);
+* ``naive``: everything recomputed.
 
     python -m bench.search_trial
 """
@@ -28,7 +32,7 @@ from pipeline.unlearn.trials import TrialScorer
 OUT = Path("bench/results.json")
 
 
-def main(repeats: int = 5) -> None:
+def main(repeats: int = 15) -> None:
     p = params_mod.load()
     torch.manual_seed(0)
     b, d = from_params(p.model, "cpu"), p.data
@@ -43,10 +47,11 @@ def main(repeats: int = 5) -> None:
     rows = []
     for layer in layers:
         times = {}
-        for mode in ("cached", "naive"):
+        for mode in ("shortcut", "cached", "naive"):
             scorer = TrialScorer(b.model, b.tokenizer, kinds, concept, forget, retain,
-                                 p.unlearn.topk, cached=mode == "cached")
-            scorer.prepare(layer)
+                                 p.unlearn.topk, cached=mode != "naive",
+                                 shortcut=mode == "shortcut")
+            scorer.prepare(layer, grads[layer])
             lam = 0.1 * float(params[layer].norm() / grads[layer].norm())
             ts = []
             for _ in range(repeats + 1):
@@ -55,16 +60,20 @@ def main(repeats: int = 5) -> None:
                     scorer.score()
                     ts.append(time.perf_counter() - t)
             times[mode] = statistics.median(ts[1:])  # the first call warms up
-        rows.append({"layer": layer, "cached_s": times["cached"], "naive_s": times["naive"],
-                     "ratio": times["cached"] / times["naive"]})
-        print(f"{layer:55s} cached {times['cached'] * 1e3:7.1f} ms  naive "
-              f"{times['naive'] * 1e3:7.1f} ms  ratio {rows[-1]['ratio']:.2f}")
+        rows.append({"layer": layer, "shortcut_s": times["shortcut"], "cached_s": times["cached"],
+                     "naive_s": times["naive"], "ratio": times["cached"] / times["naive"],
+                     "shortcut_ratio": times["shortcut"] / times["cached"]})
+        print(f"{layer:55s} shortcut {times['shortcut'] * 1e3:7.1f} ms  cached "
+              f"{times['cached'] * 1e3:7.1f} ms  naive {times['naive'] * 1e3:7.1f} ms")
     mean = statistics.mean(r["ratio"] for r in rows)
+    mean_cut = statistics.mean(r["shortcut_ratio"] for r in rows)
     OUT.write_text(json.dumps({"concept": concept.label, "threads": torch.get_num_threads(),
                                "forget_images": len(forget.images),
                                "retain_val_pairs": len(retain.images), "repeats": repeats,
-                               "layers": rows, "mean_ratio": mean}, indent=2) + "\n")
-    print(f"mean ratio cached / naive over {len(rows)} layers: {mean:.3f}")
+                               "layers": rows, "mean_ratio": mean,
+                               "mean_shortcut_ratio": mean_cut}, indent=2) + "\n")
+    print(f"mean ratio over {len(rows)} layers: cached / naive {mean:.3f}, "
+          f"shortcut / cached {mean_cut:.3f}")
 
 
 if __name__ == "__main__":

@@ -166,6 +166,7 @@ class UnlearnParams:
     max_evals: int = field(metadata=_range(1, 50))
     rtol: float = field(metadata=_range(0.0, None))
     prune: bool
+    shortcut: bool
     scale0: float = field(metadata=_range(0.0, None, lo_open=True))
     out: str = field(metadata=_path())
     trace: str = field(metadata=_path())

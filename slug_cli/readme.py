@@ -358,13 +358,23 @@ def time_to_forget(root: Path) -> str:
     return table(_bench(root, "time_to_forget"), key="concept").rstrip("\n")
 
 
+def linear_shortcut(root: Path) -> str:
+    """One trial with and without the linear shortcut (bench/linear_shortcut.json)."""
+    b = _bench(root, "linear_shortcut")
+    rows = [[f"`{r['layer']}`", f"{1e3 * r['shortcut_s']:.1f}", f"{1e3 * r['cached_s']:.1f}",
+             f"{r['speedup']:.2f}×", f"{r['max_diff']:.0e}"] for r in b["layers"]]
+    return _md([f"{b['arch']} layer (random init; {b['images']} images, {b['captions']} captions)",
+                "trial with (ms)", "without (ms)", "speed-up", "largest feature difference"],
+               rows)
+
+
 TABLES = {"pretrain": pretrain, "smoke": smoke, "slug": slug, "compare": compare, "sd": sd,
           "unlearncanvas": unlearncanvas, "evaluate_full": evaluate_full,
           "compare_full": compare_full, "timings": timings, "protocol": protocol,
           "reliability": reliability, "eval_memory": eval_memory,
           "gradient_overhead": gradient_overhead, "lean_search": lean_search,
           "scaling_projection": scaling_projection, "scaling": scaling,
-          "time_to_forget": time_to_forget,
+          "time_to_forget": time_to_forget, "linear_shortcut": linear_shortcut,
           "protocol_short": protocol_short, "verdict": verdict,
           "reliability_line": reliability_line}
 FILES = ("README.md", "docs/results.md", "docs/protocol.md", "docs/real-data.md")

@@ -40,8 +40,8 @@ def main(p: Params) -> None:
     pool, pool_meta = RP.open_request(p.pool.out, bundle.preprocess, tok, concept)
     cmp = C.run_comparison(
         model, tok, BaselineData(fs, retain),
-        lambda cached: TrialScorer(model, tok, kinds, concept, fs, rv, u.topk, cached), x, patch,
-        patch_mod.size_bytes(u.out), C.SlugSettings.from_params(u, p.rank, p.gradients),
+        lambda cached: TrialScorer(model, tok, kinds, concept, fs, rv, u.topk, cached, u.shortcut),
+        x, patch, patch_mod.size_bytes(u.out), C.SlugSettings.from_params(u, p.rank, p.gradients),
         b.methods, lambda method: C.baseline_settings(b, method, p.seed), p.evaluate.mia_seeds,
         b.out, plots / "live", p.seed, progress, orc and orc.model, manifest.get("train_s"),
         pool, pool_meta["time_s"])

@@ -26,15 +26,15 @@ from pipeline.unlearn.trials import TrialScorer
 def main(p: Params) -> None:
     torch.manual_seed(p.seed)
     bundle, u, sets = from_params(p.model, p.device), p.unlearn, p.sets.out
-    concept = read_concept(sets)
-    d = p.data
+    concept, d = read_concept(sets), p.data
     kinds = scorer_kinds(standard_sets(d.celeba, d.characters, d.imagenet, d.unlearncanvas,
                                      p.eval.templates))
     grads = W.read_grads(p.gradients.out)
     forget = load_split(sets, "forget_search", bundle.preprocess, bundle.tokenizer)
     retain_val = load_split(sets, "retain_val", bundle.preprocess, bundle.tokenizer)
     base_hash = state_dict_hash(bundle.model)
-    scorer = TrialScorer(bundle.model, bundle.tokenizer, kinds, concept, forget, retain_val, u.topk)
+    scorer = TrialScorer(bundle.model, bundle.tokenizer, kinds, concept, forget, retain_val, u.topk,
+                         shortcut=u.shortcut)
     cfg = slug.SearchConfig(u.target, u.max_evals, u.scale0, u.rtol, u.prune)
     s = W.search_selected(bundle.model, grads, W.read_selection(p.rank.out), scorer, cfg, progress)
     res, rows, plots = s.result, W.trace_rows(s), plots_dir("unlearn")

@@ -185,7 +185,7 @@ class Recorder:
     def __init__(self):
         self.lams = []
 
-    def prepare(self, layer):
+    def prepare(self, layer, direction=None):
         pass
 
     def score(self):

@@ -53,6 +53,59 @@ def test_cached_features_equal_a_full_recompute(tiny, layer):
                           atol=1e-6)
 
 
+
+@pytest.mark.parametrize("layer", [
+    "visual.transformer.resblocks.0.attn.out_proj.weight",
+    "visual.transformer.resblocks.1.mlp.c_fc.weight",
+    "visual.transformer.resblocks.0.mlp.c_proj.weight",
+    "transformer.resblocks.1.attn.out_proj.weight",
+    "transformer.resblocks.0.mlp.c_fc.weight",
+    "transformer.resblocks.1.mlp.c_proj.weight",
+    "transformer.resblocks.0.mlp.c_fc.bias",
+])
+def test_the_linear_shortcut_equals_a_full_recompute(tiny, layer):
+    """y0 + lambda * (G x), cached once per layer, against the model run from scratch at several
+    steps; an edit off the prepared direction is recomputed, not shortcut."""
+    model = tiny.model
+    torch.manual_seed(2)
+    images = {"a": torch.randn(6, 3, 32, 32)}
+    texts = {"t": tiny.tokenizer(["a photo of Elon Musk.", "a red star", "Iron Man figure"])}
+    p = dict(model.named_parameters())[layer]
+    g = torch.randn_like(p)
+    cache = FeatureCache(model, images, texts, batch_size=4)
+    cache.prepare(layer, g)
+    assert cache.lin is not None
+    for lam in (0.0, 0.3, -1.7, 4.0):
+        with edited(p, g, lam):
+            assert cache.lin[0].lam() == pytest.approx(lam, abs=1e-5)  # found from the tensor
+            got = cache.features()
+            want = {"a": model.encode_image(images["a"], normalize=True),
+                    "t": model.encode_text(texts["t"], normalize=True)}
+        for k in want:
+            assert torch.allclose(got[k], want[k], atol=1e-5), (lam, k)
+    with edited(p, torch.randn_like(p), 0.5):  # not along g: the shortcut must not be used
+        assert cache.lin[0].lam() is None
+        got = cache.features()
+        want = {"a": model.encode_image(images["a"], normalize=True),
+                "t": model.encode_text(texts["t"], normalize=True)}
+    for k in want:
+        assert torch.allclose(got[k], want[k], atol=1e-5), k
+
+
+def test_the_shortcut_is_off_where_it_cannot_apply(tiny):
+    model = tiny.model
+    images = {"a": torch.randn(2, 3, 32, 32)}
+    texts = {"t": tiny.tokenizer(["a red star"])}
+    cache = FeatureCache(model, images, texts)
+    for layer in ("visual.conv1.weight", "visual.proj", "transformer.resblocks.0.attn.in_proj_weight"):
+        cache.prepare(layer, torch.randn_like(dict(model.named_parameters())[layer]))
+        assert cache.lin is None, layer
+    off = FeatureCache(model, images, texts, shortcut=False)
+    off.prepare("visual.transformer.resblocks.0.mlp.c_fc.weight",
+                torch.randn_like(model.visual.transformer.resblocks[0].mlp.c_fc.weight))
+    assert off.lin is None
+
+
 def _patch(model, layer="visual.proj"):
     new = dict(model.named_parameters())[layer].detach() + 0.01
     return P.Patch({layer: new}, {"base_model_sha256": state_dict_hash(model), "concept": "x",

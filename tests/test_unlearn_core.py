@@ -133,7 +133,7 @@ class _Response:
         self.model, self.spec, self.layer = model, spec, None
         self.calls = {k: 0 for k in spec}
 
-    def prepare(self, layer):
+    def prepare(self, layer, direction=None):
         self.layer = layer
 
     def score(self):

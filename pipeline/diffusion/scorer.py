@@ -55,7 +55,7 @@ class GenerationScorer:
         self.steps, self.guidance, self.size = steps, guidance, size
         self.layer: str | None = None
 
-    def prepare(self, layer: str) -> None:
+    def prepare(self, layer: str, direction=None) -> None:  # generation: nothing to cache
         self.layer = layer
 
     def _share(self, s: PromptSet) -> float:

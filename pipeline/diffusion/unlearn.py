@@ -119,7 +119,7 @@ def search(pipe, bundle, sets: dict, concept, layers: list[str], grads: dict, fo
     if s.judge == "clip":
         kinds = {k: (x.classnames, x.templates) for k, x in sets.items()}
         scorer, target = TrialScorer(bundle.model, bundle.tokenizer, kinds, concept, forget,
-                                     retain_val, u.topk), u.target
+                                     retain_val, u.topk, shortcut=u.shortcut), u.target
     else:
         from . import sd as sd_mod
 

@@ -59,15 +59,51 @@ def _split(block, x, part: str, attn_mask):
     return (y, block.mlp.gelu(block.mlp.c_fc(u)))  # mlp.c_proj
 
 
-def _resume(block, state, part: str):
+def _linear(block, part: str) -> torch.nn.Linear:
+    """The linear map an edit of ``part`` changes."""
+    return {"attn.out_proj": block.attn.out_proj, "mlp.c_fc": block.mlp.c_fc,
+            "mlp.c_proj": block.mlp.c_proj}[part]
+
+
+def _resume(block, state, part: str, lin: torch.Tensor | None = None):
+    """The block's output from its cached ``state``; ``lin`` is the edited linear map's output
+    when it is already known (the shortcut), else it is computed under the current weights."""
+    x, inp = state  # inp: what the edited linear map reads
+    if lin is None:
+        lin = _linear(block, part)(inp)
     if part == "attn.out_proj":
-        x, a = state
-        y = x + block.ls_1(F.linear(a, block.attn.out_proj.weight, block.attn.out_proj.bias))
+        y = x + block.ls_1(lin)
         return y + block.ls_2(block.mlp(block.ln_2(y)))
-    y, h = state
     if part == "mlp.c_fc":
-        return y + block.ls_2(block.mlp(h))
-    return y + block.ls_2(block.mlp.c_proj(h))
+        return x + block.ls_2(block.mlp.c_proj(block.mlp.gelu(lin)))
+    return x + block.ls_2(lin)
+
+
+class _Shortcut:
+    """For an edit of a linear map's weight or bias along ``direction`` (``theta0 + lam * D``),
+    the map's output is ``y0 + lam * (D applied to its input)``: both terms are computed once
+    per layer, and a trial finds ``lam`` from the tensor as it is now. A tensor that is not
+    ``theta0 + lam * D`` (to float rounding) gets ``None``: the caller recomputes."""
+
+    TOL = 1e-5
+
+    def __init__(self, param: torch.nn.Parameter, direction: torch.Tensor, is_bias: bool):
+        self.param, self.is_bias = param, is_bias
+        self.theta0 = param.detach().clone()
+        self.d = direction.to(param.device, param.dtype)
+        self.dd = float((self.d * self.d).sum())
+
+    def terms(self, linear: torch.nn.Linear, inp: torch.Tensor) -> tuple:
+        y0 = linear(inp)
+        return y0, (self.d if self.is_bias else F.linear(inp, self.d))
+
+    def lam(self) -> float | None:
+        delta = self.param.detach() - self.theta0
+        if self.dd == 0:
+            return None
+        lam = float((delta * self.d).sum()) / self.dd
+        off = float((delta - lam * self.d).norm())
+        return lam if off <= self.TOL * max(float(delta.norm()), 1e-12) else None
 
 
 class _Vision:
@@ -137,12 +173,17 @@ class FeatureCache:
     tower), so a search that moves between layers prepares each once: the base weights must not
     change during the cache's life (make a new one if they do). ``cached=False`` recomputes
     everything (the naive baseline, for benchmarks).
+
+    ``shortcut``: when ``prepare`` is also given the edit's direction and the layer is a linear
+    map's weight or bias inside a block (attention output, MLP in or out), the map's output at
+    the base weights and the direction's own output are cached too, so a trial starts *after*
+    the edited map (``_Shortcut``). It costs two of that map's outputs in memory per layer.
     """
 
     def __init__(self, model, images: dict[str, torch.Tensor], texts: dict[str, torch.Tensor],
-                 batch_size: int = 512, cached: bool = True):
+                 batch_size: int = 512, cached: bool = True, shortcut: bool = True):
         self.model, self.images, self.texts = model, images, texts
-        self.bs, self.cached = batch_size, cached
+        self.bs, self.cached, self.shortcut = batch_size, cached, shortcut
         self.towers = {"vision": _Vision(model.visual), "text": _Text(model)}
         self.inputs = {"vision": images, "text": texts}
         self.edited: str | None = None
@@ -152,6 +193,8 @@ class FeatureCache:
         self.frozen: dict[str, torch.Tensor] = {}
         self._frozen: dict[str, dict[str, torch.Tensor]] = {}  # per frozen tower
         self._states: dict[str, tuple] = {}  # per layer: (start, part, acts)
+        self.lin: tuple | None = None  # (_Shortcut, {key: [(y0, d) per chunk]}) of the layer
+        self._lins: dict[str, tuple] = {}
 
     def _full(self, tw: str, data: torch.Tensor) -> torch.Tensor:
         t = self.towers[tw]
@@ -162,8 +205,9 @@ class FeatureCache:
         return F.normalize(torch.cat(out).float(), dim=-1)
 
     @torch.no_grad()
-    def prepare(self, layer: str) -> None:
-        """Cache everything a change of ``layer`` cannot affect (call with base weights)."""
+    def prepare(self, layer: str, direction: torch.Tensor | None = None) -> None:
+        """Cache everything a change of ``layer`` cannot affect (call with base weights); with
+        the edit's ``direction``, the shortcut's terms too (see the class doc)."""
         self.edited = tower(layer)
         other = "text" if self.edited == "vision" else "vision"
         if other not in self._frozen or not self.cached:
@@ -172,6 +216,18 @@ class FeatureCache:
         if layer not in self._states or not self.cached:
             self._states[layer] = self._state(layer)
         self.start, self.part, self.acts = self._states[layer]
+        self.lin = None
+        if self.shortcut and direction is not None and self.part and self.acts:
+            if layer not in self._lins:
+                self._lins[layer] = self._shortcut(layer, direction)
+            self.lin = self._lins[layer]
+
+    def _shortcut(self, layer: str, direction: torch.Tensor) -> tuple:
+        linear = _linear(self.towers[self.edited].blocks[self.start], self.part)
+        is_bias = layer.endswith(".bias")
+        cut = _Shortcut(linear.bias if is_bias else linear.weight, direction, is_bias)
+        return cut, {k: [cut.terms(linear, state[1]) for state in chunks]
+                     for k, chunks in self.acts.items()}
 
     def _state(self, layer: str) -> tuple:
         t = self.towers[self.edited]
@@ -197,6 +253,7 @@ class FeatureCache:
             return {k: self._full(tw, v) for tw in ("vision", "text")
                     for k, v in self.inputs[tw].items() if want(k)}
         t = self.towers[self.edited]
+        lam = self.lin[0].lam() if self.lin else None
         out = {k: v for k, v in self.frozen.items() if want(k)}
         for k, data in self.inputs[self.edited].items():
             if not want(k):
@@ -208,7 +265,11 @@ class FeatureCache:
             for i, state in enumerate(self.acts[k]):
                 src = data[i * self.bs:(i + 1) * self.bs]
                 if self.part:
-                    x = _resume(t.blocks[self.start], state, self.part)
+                    lin = None
+                    if lam is not None:
+                        y0, d = self.lin[1][k][i]
+                        lin = y0 + lam * d
+                    x = _resume(t.blocks[self.start], state, self.part, lin)
                     x = t.run(x, self.start + 1)
                 else:
                     x = t.run(state, self.start)

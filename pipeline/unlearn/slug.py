@@ -40,12 +40,13 @@ from .gradients import GradientResult, gradient_pass
 
 
 class Scorer(Protocol):
-    """Scores the model as it is now. ``prepare(layer)`` is called under the base weights before
-    the trials of ``layer`` (a scorer may cache what an edit of that layer cannot change);
+    """Scores the model as it is now. ``prepare(layer, direction)`` is called under the base
+    weights before the trials of ``layer``, whose trials add multiples of ``direction`` to it (a
+    scorer may cache what an edit of that layer cannot change, and the direction's effect);
     ``score()`` returns ``(forget, retain, extra)``: lower forget is more forgotten, higher retain
     is better, ``extra`` holds any diagnostics to record with the trial."""
 
-    def prepare(self, layer: str) -> None: ...
+    def prepare(self, layer: str, direction: torch.Tensor | None = None) -> None: ...
 
     def score(self) -> tuple[float, float, dict]: ...
 
@@ -294,7 +295,7 @@ def search(model, grads: dict[str, torch.Tensor], layers: Sequence[str], scorer:
         # best-first when pruning (the highest bound; ties: the given order), else layer by layer
         layer = max(active, key=lambda x: br[x].bound) if cfg.prune else active[0]
         if layer != current:
-            scorer.prepare(layer)  # caches under the base weights
+            scorer.prepare(layer, gs[layer])  # caches under the base weights
             current = layer
         with edited(params[layer], gs[layer], br[layer].lam):
             br[layer].record(*scorer.score())

@@ -39,7 +39,7 @@ class TrialScorer:
 
     def __init__(self, model, tokenizer, kinds: dict[str, tuple[Sequence[str], Sequence[str]]],
                  concept: Concept, forget: PairData, retain_val: PairData, topk: int,
-                 cached: bool = True):
+                 cached: bool = True, shortcut: bool = True):
         concept.check(kinds[concept.kind][0])
         self.kinds = {k: (len(n), len(t)) for k, (n, t) in kinds.items()}
         self.target_kind, self.concept, self.topk = concept.kind, concept.index, topk
@@ -54,10 +54,10 @@ class TrialScorer:
                  for k, (names, tpl) in kinds.items()}
         texts.update(forget_captions=forget.tokens, retain_captions=retain_val.tokens)
         images = {"forget": forget.images, "retain": retain_val.images}
-        self.cache = FeatureCache(model, images, texts, cached=cached)
+        self.cache = FeatureCache(model, images, texts, cached=cached, shortcut=shortcut)
 
-    def prepare(self, layer: str) -> None:
-        self.cache.prepare(layer)
+    def prepare(self, layer: str, direction: torch.Tensor | None = None) -> None:
+        self.cache.prepare(layer, direction)
 
     def _classifier(self, f, kind):
         n, t = self.kinds[kind]
