@@ -31,6 +31,7 @@ CONCEPT_KINDS = ("identity", "character", "object", "style")
 RULES = ("front", "deepest", "best_ratio")  # which layers of the Pareto front to search
 ALIGNMENTS = ("abs", "signed")
 RETAIN_SOURCES = ("fresh", "pool")  # gradients.retain: a fresh pass, or the amortised pool
+SELECTIVITY = ("none", "nullspace")  # unlearn.selectivity: the paper's step, or projected
 MAX_FRONTS = 3  # the gradients stage stores the forget gradients of fronts 1..MAX_FRONTS
 BASELINE_METHODS = ("ft", "ga", "gaft", "salun_ref", "ssd")
 ITERATIVE_METHODS = ("ft", "ga", "gaft", "salun_ref")
@@ -167,6 +168,8 @@ class UnlearnParams:
     rtol: float = field(metadata=_range(0.0, None))
     prune: bool
     shortcut: bool
+    selectivity: str = field(metadata=_choice(*SELECTIVITY))
+    energy: float = field(metadata=_range(0.0, 1.0, lo_open=True))
     scale0: float = field(metadata=_range(0.0, None, lo_open=True))
     out: str = field(metadata=_path())
     trace: str = field(metadata=_path())
@@ -192,6 +195,7 @@ class SSDParams:
 @dataclass
 class BaselinesParams:
     methods: list = field(metadata={"each": BASELINE_METHODS})
+    selective: list = field(metadata={"each": SELECTIVITY})
     epochs: int = field(metadata=_range(1))
     batch_size: int = field(metadata=_range(2))
     weight_decay: float = field(metadata=_range(0.0))
@@ -314,6 +318,7 @@ class CanvasParams:
     pipeline: str = field(metadata=_ref("canvas"))
     styles: list
     objects: list
+    methods: list = field(metadata={"each": SELECTIVITY})
     prompt: str
     forget_captions: str = field(metadata=_choice("name", "prompt"))
     n_retain: int = field(metadata=_range(2))

@@ -21,6 +21,7 @@ For every stage of every ``dvc.yaml`` (the main one and ``benchmarks/*/dvc.yaml`
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 import shlex
 import sys
@@ -83,6 +84,12 @@ def read_stages(dvc_yaml: Path, params: dict) -> list[Stage]:
             pairs = values.items() if isinstance(values, dict) else ((v, v) for v in values)
             items = [(f"{name}@{k}", st["do"], {**params, "key": k, "item": v})
                      for k, v in pairs]
+        elif "matrix" in st:  # ${item.<axis>}, one stage per combination
+            axes = {k: _interp(v, params) for k, v in st["matrix"].items()}
+            body = {k: v for k, v in st.items() if k != "matrix"}
+            items = [(f"{name}@{'-'.join(map(str, combo))}", body,
+                      {**params, "item": dict(zip(axes, combo))})
+                     for combo in itertools.product(*axes.values())]
         for sname, body, tree in items:
             body = _interp(body, tree)
             argv = shlex.split(body["cmd"])

@@ -44,7 +44,7 @@ def main(p: Params) -> None:
         x, patch, patch_mod.size_bytes(u.out), C.SlugSettings.from_params(u, p.rank, p.gradients),
         b.methods, lambda method: C.baseline_settings(b, method, p.seed), p.evaluate.mia_seeds,
         b.out, plots / "live", p.seed, progress, orc and orc.model, manifest.get("train_s"),
-        pool, pool_meta["time_s"])
+        pool, pool_meta["time_s"], b.selective)
     write_json(metrics_path("compare"), {
         "concept": concept.label, "kind": concept.kind, "target": u.target, "topk": u.topk,
         **C.summary(cmp.rows), "seed": p.seed, "torch": torch.__version__,

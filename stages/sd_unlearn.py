@@ -31,16 +31,18 @@ def main(p: Params) -> None:
     sets = standard_sets(d.celeba, d.characters, d.imagenet, d.unlearncanvas, p.eval.templates)
     grads = W.read_grads(p.gradients.out)
     layers = U.layers(W.read_layers(p.gradients.out), grads, p.rank, pipe.text_encoder)
-    forget, retain_val = (load_split(p.sets.out, x, bundle.preprocess, bundle.tokenizer)
-                          for x in ("forget_search", "retain_val"))
+    forget, retain_val, retain = (load_split(p.sets.out, x, bundle.preprocess, bundle.tokenizer)
+                                  if x != "retain" or p.unlearn.selectivity != "none" else None
+                                  for x in ("forget_search", "retain_val", "retain"))
     base_hash = state_dict_hash(bundle.model)
     res, target = U.search(pipe, bundle, sets, concept, layers, grads, forget, retain_val, s,
-                           p.unlearn, p.sd.evaluate, p.seed, progress)
+                           p.unlearn, p.sd.evaluate, p.seed, progress, retain)
     patch = res.patch(bundle.model, {"concept": concept.label, "kind": concept.kind},
                       tower="text", base_model=bundle.describe(), base_model_sha256=base_hash,
                       search={"judge": s.judge, "target": target, "forget": res.trial.forget,
                               "retain": res.trial.retain},
-                      gradients_sha256=sha256_file(f"{p.gradients.out}/{W.GRADS}"), seed=p.seed)
+                      gradients_sha256=sha256_file(f"{p.gradients.out}/{W.GRADS}"), seed=p.seed,
+                      selectivity=res.selectivity)
     mapped = hf_text.map_patch(patch.tensors, pipe.text_encoder)
     errors = U.check_mapping(bundle.model, pipe.text_encoder, res, mapped,
                              bundle.tokenizer(forget.captions[:64] + retain_val.captions[:64]))

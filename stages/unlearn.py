@@ -1,6 +1,5 @@
-"""Stage unlearn: search a step for every selected layer on the search data, keep the best layer,
-write the patch (edited tensor + manifest), the search trace and its plot. Where no layer reaches
-the criterion, the patch holds the strongest trial, flagged ``reached: false`` (a warning line)."""
+"""Stage unlearn: a step searched for every selected layer on the search data; the best layer's
+patch (tensor + manifest), the trace and its plot. Else the strongest trial, flagged (a warning)."""
 
 from __future__ import annotations
 
@@ -30,30 +29,31 @@ def main(p: Params) -> None:
     kinds = scorer_kinds(standard_sets(d.celeba, d.characters, d.imagenet, d.unlearncanvas,
                                      p.eval.templates))
     grads = W.read_grads(p.gradients.out)
-    forget = load_split(sets, "forget_search", bundle.preprocess, bundle.tokenizer)
-    retain_val = load_split(sets, "retain_val", bundle.preprocess, bundle.tokenizer)
-    base_hash = state_dict_hash(bundle.model)
+    sel = slug.Selectivity(u.selectivity, u.energy)  # nullspace: projected on the retain split
+    forget, retain_val, retain = (load_split(sets, x, bundle.preprocess, bundle.tokenizer)
+                                  if x != "retain" or sel.mode != "none" else None
+                                  for x in ("forget_search", "retain_val", "retain"))
     scorer = TrialScorer(bundle.model, bundle.tokenizer, kinds, concept, forget, retain_val, u.topk,
                          shortcut=u.shortcut)
     cfg = slug.SearchConfig(u.target, u.max_evals, u.scale0, u.rtol, u.prune)
-    s = W.search_selected(bundle.model, grads, W.read_selection(p.rank.out), scorer, cfg, progress)
+    s = W.search_selected(bundle.model, grads, W.read_selection(p.rank.out), scorer, cfg, progress,
+                          sel, retain)
     res, rows, plots = s.result, W.trace_rows(s), plots_dir("unlearn")
     write_csv(plots / "search.csv", rows)
     plot_search(rows, plots / "search.png", u.target, res.layer)
     if not res.reached:
         print(W.missed(s, u.topk, u.target, u.max_evals), file=sys.stderr)
     patch = res.patch(bundle.model, {"concept": concept.label, "kind": concept.kind},
-                      base_model=bundle.describe(), base_model_sha256=base_hash,
+                      base_model=bundle.describe(), base_model_sha256=state_dict_hash(bundle.model),
                       search={"target": u.target, "topk": u.topk, "reached": res.reached,
                               "forget": res.trial.forget, "retain": res.trial.retain},
                       data=split_hashes(sets, ("forget_search", "retain_val")),
-                      gradients_sha256=sha256_file(f"{p.gradients.out}/{W.GRADS}"), seed=p.seed)
+                      gradients_sha256=sha256_file(f"{p.gradients.out}/{W.GRADS}"), seed=p.seed,
+                      selectivity=res.selectivity)
     patch_mod.save(patch, u.out)
     W.write_trace(u.trace, s)
     write_json(metrics_path("unlearn"), W.metrics(s, concept, patch, bundle.model))
-    print(f"unlearn: {res.layer} at lambda {res.lam:.4g} ({res.rel_step:.3f} x ||theta||); "
-          f"search forget {s.before[0]:.3f} -> {res.trial.forget:.3f}, retain {s.before[1]:.3f} "
-          f"-> {res.trial.retain:.3f}; {s.time_s:.1f}s")
+    print(W.line(s))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from pipeline.canvas import classifiers as C
 from pipeline.canvas import data as D
 from pipeline.canvas import protocol as P
-from pipeline.canvas.target import interleave
+from pipeline.canvas.target import forget_retain, halves, interleave
 from pipeline.canvas.training import split
 from pipeline.errors import DataError, ModelError
 
@@ -68,6 +68,32 @@ def test_scores_follow_the_unlearncanvas_definitions():
     assert P.Grid.from_dict(json.loads(json.dumps(grid.to_dict()))).style_acc.tolist() == \
         style.tolist()
 
+    half = P.scores(grid, D.Target("S1", "style", 1), others=[2])  # one half of the others
+    assert half["IRA"] == pytest.approx(1.0) and half["CRA"] == pytest.approx(0.5)
+    assert half["UA"] == s["UA"]
+
+
+def test_the_other_concepts_split_in_two_halves():
+    canvas = D.Canvas(["S0", "S1", "S2", "S3", "S4"], ["O0", "O1", "O2"], [])
+    seen, unseen = halves(canvas, D.Target("S1", "style", 1))
+    assert (seen, unseen) == (["S0", "S3"], ["S2", "S4"])
+    seen, unseen = halves(canvas, D.Target("O2", "object", 2))
+    assert (seen, unseen) == (["O0"], ["O1"])
+
+
+def test_retain_pairs_know_their_concept(micro_world, tmp_path):
+    from pipeline.models.factory import build
+
+    canvas = D.load(micro_world / "unlearncanvas", TINY_STYLES, TINY_OBJECTS)
+    D.write_forget_tars(canvas, TEMPLATE, tmp_path)
+    b = build("tiny-clip")
+    target = D.find_target(canvas, "Van_Gogh")
+    forget, retain, concepts = forget_retain(canvas, target, tmp_path, b.preprocess, b.tokenizer,
+                                             "name", 10)
+    assert len(concepts) == len(retain.captions) == 10
+    assert "Van_Gogh" not in concepts
+    for caption, concept in zip(retain.captions, concepts):
+        assert caption.endswith(f"in {concept.replace('_', ' ')} style.")
 
 def test_interleave_takes_one_image_per_prompt_in_turn():
     caps = ["a", "a", "a", "b", "c", "c"]
@@ -122,3 +148,33 @@ def test_split_is_stratified_and_handles_single_image_cells():
     assert sum(i < 10 for i in val) == 2 and sum(10 <= i < 20 for i in val) == 2
     assert sum(i >= 20 for i in val) == 1  # the four one-image cells, pooled: 20 % of 4
     assert split(styles, objects, 0.2, seed=0) == (train, val)
+
+
+def test_the_sweep_table_has_a_row_per_method_with_both_halves(tmp_path):
+    """Per method: the averages, the chance-aware UA maximum 1 - 1/K and IRA / CRA on each half
+    of the other concepts; the figure is written."""
+    from pipeline.canvas import report
+
+    def result(method, kind, concept, ua, seen, unseen):
+        half = lambda v: {"IRA": v, "CRA": v / 2, "ceiling": {"IRA": 0.9, "CRA": 0.6}}  # noqa: E731
+        return {"method": method, "kind": kind, "concept": concept, "UA": ua, "IRA": 0.5,
+                "CRA": 0.4, "before": {"UA": 0.1}, "ceiling": {"IRA": 0.9, "CRA": 0.6},
+                "halves": {"seen": half(seen), "unseen": half(unseen)}, "time_s": 1.0,
+                "peak_memory_mb": 2.0, "storage_mb": 0.1, "rel_step": 0.5, "layer": "l",
+                "search": {"reached": True}}
+
+    results = [result(m, k, c, ua, s, u) for m, ua, s, u in (("slug", 0.8, 0.4, 0.2),
+                                                               ("slug_nullspace", 0.9, 0.8, 0.6))
+               for k, c in (("style", "Cubism"), ("style", "Mosaic"), ("object", "Bar"))]
+    by = report.methods(results)
+    assert list(by) == ["slug", "slug_nullspace"] and len(by["slug"]) == 3
+    tabs = {m: report.table(rows, {"style": 8, "object": 12}) for m, rows in by.items()}
+    t = tabs["slug_nullspace"]
+    assert t["style"]["UA"] == 90.0 and t["style"]["UA_chance_max"] == 87.5
+    assert t["object"]["UA_chance_max"] == round(100 * 11 / 12, 2)
+    assert t["style"]["halves"]["unseen"] == {"IRA": 60.0, "CRA": 30.0, "IRA_ceiling": 90.0,
+                                              "CRA_ceiling": 60.0}
+    assert tabs["slug"]["style"]["halves"]["seen"]["IRA"] == 40.0
+    assert t["mean_of_six"] == pytest.approx((90 + 50 + 40) / 3)  # both kinds alike here
+    report.plot(by, tabs, tmp_path / "table.png")
+    assert (tmp_path / "table.png").stat().st_size > 10_000

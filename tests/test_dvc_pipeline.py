@@ -43,9 +43,12 @@ def test_dvc_repro_runs_the_pipeline(micro_repo):
     # tested on its own below)
     assert json.loads((repo / "metrics" / "unlearn.json").read_text())["reached_target"] is True
     cmp = json.loads((repo / "metrics" / "compare.json").read_text())
-    assert set(cmp["methods"]) == {"original", "oracle", "slug", "slug_pool", "ft", "ga", "gaft",
-                                   "salun_ref", "ssd"}
+    assert set(cmp["methods"]) == {"original", "oracle", "slug", "slug_pool", "slug_nullspace",
+                                   "ft", "ga", "gaft", "salun_ref", "ssd"}
     assert cmp["methods"]["slug"]["rerun_matches_patch"] is True
+    sel = cmp["methods"]["slug_nullspace"]["selectivity"]  # the selective step, projected
+    assert sel["mode"] == "nullspace" and 0 < sel["kept"] < sel["input_dim"]
+    assert cmp["methods"]["slug"].get("selectivity") is None
     pooled, pool = cmp["methods"]["slug_pool"], json.loads(
         (repo / "data" / "retain_pool" / "layout.json").read_text())
     assert pooled["one_time_s"] == pool["time_s"] > 0  # built once by the retain_pool stage
@@ -93,26 +96,34 @@ def test_unlearncanvas_sweep_and_same_seeds_same_numbers(micro_repo):
     sh("dvc", "repro", "benchmarks/unlearncanvas/dvc.yaml", cwd=repo)
     table = json.loads((repo / "benchmarks/unlearncanvas/metrics.json").read_text())
     assert not list((repo / "metrics").glob("*unlearncanvas*"))  # the sweep keeps off metrics/
-    assert table["style"]["targets"] == 2 and table["object"]["targets"] == 2
-    for kind in ("style", "object"):
-        assert 0 <= table[kind]["UA"] <= 100 and 0 <= table[kind]["IRA_ceiling"] <= 100
+    assert set(table["methods"]) == {"slug", "slug_nullspace"}  # a row per method
+    for tab in table["methods"].values():
+        assert tab["style"]["targets"] == 2 and tab["object"]["targets"] == 2
+        for kind in ("style", "object"):
+            assert 0 <= tab[kind]["UA"] <= 100 and 0 <= tab[kind]["IRA_ceiling"] <= 100
+            assert set(tab[kind]["halves"]) == {"seen"}  # one other concept: no unseen half
+    selective = json.loads((repo / "results/unlearncanvas/nullspace/style/Van_Gogh/metrics.json"
+                            ).read_text())
+    assert selective["method"] == "slug_nullspace" and selective["selectivity"]["kept"] > 0
     assert (repo / "plots" / "unlearncanvas" / "table.png").stat().st_size > 0
     clf = json.loads((repo / "metrics" / "canvas_classifiers.json").read_text())
     assert 0 <= clf["style"]["val_accuracy"] <= 1
 
-    first = json.loads((repo / "results/unlearncanvas/style/Van_Gogh/metrics.json").read_text())
-    rerun = run_module("stages.canvas", "--target", "Van_Gogh", "--patch", "rerun/patch",
-                       "--metrics", "rerun/metrics.json", cwd=repo)
+    first = json.loads((repo / "results/unlearncanvas/none/style/Van_Gogh/metrics.json"
+                        ).read_text())
+    assert first["method"] == "slug" and first["selectivity"] is None
+    rerun = run_module("stages.canvas", "--target", "Van_Gogh", "--selectivity", "none",
+                       "--patch", "rerun/patch", "--metrics", "rerun/metrics.json", cwd=repo)
     assert rerun.returncode == 0, rerun.stderr
     again = json.loads((repo / "rerun" / "metrics.json").read_text())
     for key in ("UA", "IRA", "CRA", "layer", "lambda", "before", "after", "search"):
         assert again[key] == first[key], key
     a = (repo / "rerun/patch/text_encoder_patch.safetensors").read_bytes()
-    b = (repo / "results/unlearncanvas/style/Van_Gogh/patch/text_encoder_patch.safetensors"
+    b = (repo / "results/unlearncanvas/none/style/Van_Gogh/patch/text_encoder_patch.safetensors"
          ).read_bytes()
     assert a == b
-    proc = run_module("stages.canvas", "--target", "Monet", "--patch", "x/patch", "--metrics",
-                      "x/m.json", cwd=repo)
+    proc = run_module("stages.canvas", "--target", "Monet", "--selectivity", "none", "--patch",
+                      "x/patch", "--metrics", "x/m.json", cwd=repo)
     assert proc.returncode == 1 and "neither a style" in proc.stderr
 
 

@@ -74,11 +74,13 @@ def judge_grid(pipe, canvas: Canvas, template: str, style_judge: Judge, object_j
     return Grid(acc_s.double().numpy(), acc_o.double().numpy(), per_prompt)
 
 
-def scores(grid: Grid, target: Target) -> dict[str, float]:
-    """UA, IRA and CRA of ``target`` (fractions), plus the target's own accuracy."""
+def scores(grid: Grid, target: Target, others: list[int] | None = None) -> dict[str, float]:
+    """UA, IRA and CRA of ``target`` (fractions), plus the target's own accuracy; IRA and CRA
+    over ``others`` (indices in the target's kind; default: every other concept)."""
     same, cross = (grid.style_acc, grid.object_acc) if target.kind == "style" else \
         (grid.object_acc.T, grid.style_acc.T)  # rows: the target's kind
-    others = [i for i in range(same.shape[0]) if i != target.index]
+    if others is None:
+        others = [i for i in range(same.shape[0]) if i != target.index]
     acc = float(same[target.index].mean())
     return {"UA": 1.0 - acc, "target_accuracy": acc, "IRA": float(same[others].mean()),
             "CRA": float(cross[others].mean())}

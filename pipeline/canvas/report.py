@@ -9,19 +9,36 @@ import numpy as np
 
 METRICS = ("UA", "IRA", "CRA")
 
-# SLUG's published row (paper Table 2; SD 1.5 on the real UnlearnCanvas), for the README only.
-PUBLISHED_SLUG = {"style": {"UA": 86.29, "IRA": 84.59, "CRA": 88.43},
-                  "object": {"UA": 75.43, "IRA": 77.50, "CRA": 81.18},
-                  "time_s": 39, "memory_gb": 3.61, "storage_gb": 0.04}
+# Published rows on the real UnlearnCanvas (SD 1.5), for the README only: SLUG's (paper Table 2)
+# and the mean of the six UA / IRA / CRA numbers of the methods that have moved past it.
+PUBLISHED = {"slug": {"style": {"UA": 86.29, "IRA": 84.59, "CRA": 88.43},
+                      "object": {"UA": 75.43, "IRA": 77.50, "CRA": 81.18},
+                      "time_s": 39, "memory_gb": 3.61, "storage_gb": 0.04},
+             "mean_of_six": {"SLUG": 82.2, "SAEmnesia": 94.9, "SalUn": 92.4, "SAeUron": 90.1}}
 
 
 def _mean(xs) -> float:
     return float(np.mean(xs)) if xs else float("nan")
 
 
-def table(results: list[dict]) -> dict:
-    """``results``: per-target metrics (fractions). Returns the averages in percent per kind, the
-    ceilings, the cost columns and whether the tiny-canvas goal holds per target."""
+def _pct(xs) -> float:
+    return round(100 * _mean(xs), 2)
+
+
+def methods(results: list[dict]) -> dict[str, list[dict]]:
+    """Per-target results grouped by method (``slug``, ``slug_<selectivity>``), in order."""
+    out: dict[str, list[dict]] = {}
+    for r in results:
+        out.setdefault(r.get("method", "slug"), []).append(r)
+    return out
+
+
+def table(results: list[dict], sizes: dict[str, int] | None = None) -> dict:
+    """``results``: one method's per-target metrics (fractions). Returns the averages in percent
+    per kind, the ceilings, IRA / CRA on each half of the other concepts (the half a selective
+    step's projection saw, and the one it did not), the cost columns and whether the tiny-canvas
+    goal holds per target. ``sizes``: concepts per kind, for the chance-aware UA maximum
+    (1 - 1/K: a forgotten concept's images are still judged as it by chance)."""
     out: dict = {}
     for kind in ("style", "object"):
         rows = [r for r in results if r["kind"] == kind]
@@ -29,10 +46,15 @@ def table(results: list[dict]) -> dict:
             continue
         out[kind] = {
             "targets": len(rows),
-            **{m: round(100 * _mean([r[m] for r in rows]), 2) for m in METRICS},
-            "UA_before": round(100 * _mean([r["before"]["UA"] for r in rows]), 2),
-            "IRA_ceiling": round(100 * _mean([r["ceiling"]["IRA"] for r in rows]), 2),
-            "CRA_ceiling": round(100 * _mean([r["ceiling"]["CRA"] for r in rows]), 2),
+            **{m: _pct([r[m] for r in rows]) for m in METRICS},
+            "UA_before": _pct([r["before"]["UA"] for r in rows]),
+            "IRA_ceiling": _pct([r["ceiling"]["IRA"] for r in rows]),
+            "CRA_ceiling": _pct([r["ceiling"]["CRA"] for r in rows]),
+            **({"UA_chance_max": round(100 * (1 - 1 / sizes[kind]), 2)} if sizes else {}),
+            "halves": {h: {**{m: _pct([r["halves"][h][m] for r in rows]) for m in METRICS[1:]},
+                           **{f"{m}_ceiling": _pct([r["halves"][h]["ceiling"][m] for r in rows])
+                              for m in METRICS[1:]}}
+                       for h in ("seen", "unseen") if all(h in r.get("halves", {}) for r in rows)},
         }
     out["time_s"] = round(_mean([r["time_s"] for r in results]), 2)
     out["time_s_max"] = round(max(r["time_s"] for r in results), 2)
@@ -44,6 +66,9 @@ def table(results: list[dict]) -> dict:
                              "not_reached": [r["concept"] for r in results
                                              if not r["search"]["reached"]]}
     out["goal"] = goal(results)
+    if all(k in out for k in ("style", "object")):
+        out["mean_of_six"] = round(_mean([out[k][m] for k in ("style", "object")
+                                          for m in METRICS]), 2)
     return out
 
 
@@ -59,16 +84,18 @@ def goal(results: list[dict], ua: float = 0.8, within: float = 0.10) -> dict:
 
 
 def rows_csv(results: list[dict]) -> list[dict]:
-    return [{"target": f"{r['kind']}: {r['concept']}", "kind": r["kind"],
+    return [{"target": f"{r['kind']}: {r['concept']} ({r.get('method', 'slug')})",
+             "method": r.get("method", "slug"), "kind": r["kind"],
              "UA": round(r["UA"], 4), "IRA": round(r["IRA"], 4), "CRA": round(r["CRA"], 4),
              "UA_before": round(r["before"]["UA"], 4), "IRA_ceiling": round(r["ceiling"]["IRA"], 4),
              "CRA_ceiling": round(r["ceiling"]["CRA"], 4), "rel_step": round(r["rel_step"], 4),
              "time_s": r["time_s"], "layer": r["layer"]} for r in results]
 
 
-def plot(results: list[dict], tab: dict, path: str | Path) -> None:
-    """Two panels (styles, objects): UA, IRA and CRA per target as bars, the unedited generator's
-    values as outlined markers, and the averages in the titles."""
+def plot(by_method: dict[str, list[dict]], tabs: dict[str, dict], path: str | Path) -> None:
+    """One row per kind (styles, objects), one column per metric (UA, IRA, CRA): per target, a
+    bar per method side by side, the unedited generator's value as a black tick; the methods'
+    averages in each panel's title."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,30 +103,38 @@ def plot(results: list[dict], tab: dict, path: str | Path) -> None:
 
     from ..io import atomic_path
 
-    kinds = [k for k in ("style", "object") if any(r["kind"] == k for r in results)]
-    fig, axes = plt.subplots(len(kinds), 1, figsize=(11, 3.6 * len(kinds)), squeeze=False)
-    colours = {"UA": "#c0392b", "IRA": "#2874a6", "CRA": "#239b56"}
-    for ax, kind in zip(axes[:, 0], kinds):
-        rows = [r for r in results if r["kind"] == kind]
-        x = np.arange(len(rows))
-        for k, m in enumerate(METRICS):
-            vals = [100 * r[m] for r in rows]
-            ax.bar(x + (k - 1) * 0.27, vals, 0.27, color=colours[m], label=f"{m} after SLUG")
-            ref = [100 * (r["before"]["UA"] if m == "UA" else r["ceiling"][m]) for r in rows]
-            ax.scatter(x + (k - 1) * 0.27, ref, marker="_", s=160, color="black", zorder=3,
-                       label="unedited generator" if k == 0 else None)
-        ax.axhline(80, color=colours["UA"], lw=0.8, ls=":")
-        ax.set_xticks(x, [r["concept"].replace("_", " ") for r in rows], rotation=30, ha="right")
-        ax.set_ylim(0, 105)
-        ax.set_ylabel("%")
-        t = tab[kind]
-        ax.set_title(f"{kind.capitalize()} unlearning - mean UA {t['UA']:.1f}, IRA {t['IRA']:.1f} "
-                     f"(ceiling {t['IRA_ceiling']:.1f}), CRA {t['CRA']:.1f} (ceiling "
-                     f"{t['CRA_ceiling']:.1f})", fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
+    names = list(by_method)
+    kinds = [k for k in ("style", "object") if any(r["kind"] == k for r in by_method[names[0]])]
+    fig, axes = plt.subplots(len(kinds), 3, figsize=(15, 3.8 * len(kinds)), squeeze=False)
+    colours = ["#7f8c8d", "#2874a6", "#c0392b", "#239b56"]
+    width = 0.8 / len(names)
+    for row, kind in zip(axes, kinds):
+        for ax, m in zip(row, METRICS):
+            base = [r for r in by_method[names[0]] if r["kind"] == kind]
+            x = np.arange(len(base))
+            for j, name in enumerate(names):
+                rows = {r["concept"]: r for r in by_method[name] if r["kind"] == kind}
+                vals = [100 * rows[r["concept"]][m] for r in base]
+                ax.bar(x + (j - (len(names) - 1) / 2) * width, vals, width,
+                       color=colours[j % len(colours)], label=name)
+            ref = [100 * (r["before"]["UA"] if m == "UA" else r["ceiling"][m]) for r in base]
+            ax.scatter(x, ref, marker="_", s=300, color="black", zorder=3,
+                       label="unedited generator")
+            if m == "UA":
+                ax.axhline(80, color="black", lw=0.8, ls=":")
+            ax.set_xticks(x, [r["concept"].replace("_", " ") for r in base], rotation=40,
+                          ha="right", fontsize=8)
+            ax.set_ylim(0, 105)
+            means = " / ".join(f"{tabs[n][kind][m]:.1f}" for n in names)
+            ref_mean = tabs[names[0]][kind]["UA_before" if m == "UA" else f"{m}_ceiling"]
+            ax.set_title(f"{kind}s: {m}, means {means} (unedited {ref_mean:.1f})", fontsize=10)
+            ax.grid(axis="y", alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=4, fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.955), ncol=len(labels),
+               fontsize=9, frameon=False)
+    fig.suptitle("UnlearnCanvas (tiny world), evaluation seeds: each method per target",
+                 fontsize=11, y=0.995)
+    fig.tight_layout(rect=(0, 0, 1, 0.91))
     with atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..datasets.pairs import PairData, load_pairs
+from ..datasets.pairs import PairData, concat, load_pairs
 from ..datasets.shards import Shard
 from ..diffusion import sd as sd_mod
 from ..diffusion import text_encoder as hf_text
@@ -61,8 +61,19 @@ def _subset(d: PairData, idx: list[int]) -> PairData:
                     [d.keys[i] for i in idx] if d.keys else [])
 
 
+def halves(canvas: Canvas, target: Target) -> tuple[list[str], list[str]]:
+    """The other concepts of the target's kind in two halves (every other one, in the canvas's
+    order): the selective step's projection sees the first only, so the second shows whether
+    what it keeps generalises."""
+    others = [n for n in canvas.names(target.kind) if n != target.name]
+    return others[0::2], others[1::2]
+
+
 def forget_retain(canvas: Canvas, target: Target, tars: str | Path, preprocess: Callable,
-                  tokenizer: Callable, captions: str, n_retain: int) -> tuple[PairData, PairData]:
+                  tokenizer: Callable, captions: str, n_retain: int
+                  ) -> tuple[PairData, PairData, list[str]]:
+    """The forget pairs, the retain pairs (other concepts of the kind, interleaved) and the
+    concept of each retain pair."""
     tars = Path(tars)
     path = tars / tar_name(target.kind, target.name)
     if not path.exists():
@@ -74,10 +85,11 @@ def forget_retain(canvas: Canvas, target: Target, tars: str | Path, preprocess: 
     others = [n for n in canvas.names(target.kind) if n != target.name]
     if not others:
         raise DataError(f"no other {target.kind} to retain: the canvas lists only {target.name}")
-    retain = load_pairs([Shard(tars / tar_name(target.kind, n)) for n in others], preprocess,
-                        tokenizer)
-    retain = _subset(retain, interleave(retain.captions, n_retain))
-    return forget, retain
+    parts = [load_pairs([Shard(tars / tar_name(target.kind, n))], preprocess, tokenizer)
+             for n in others]
+    retain, concepts = concat(*parts), [n for n, d in zip(others, parts) for _ in d.captions]
+    order = interleave(retain.captions, n_retain)
+    return forget, _subset(retain, order), [concepts[i] for i in order]
 
 
 @dataclass(frozen=True)
@@ -131,10 +143,13 @@ class TargetResult:
     retain_pairs: int
     device: torch.device
     base_hash: str
+    halves: tuple[list[str], list[str]]  # other concepts: seen by a projection, and not
+    method: str  # slug.Selectivity.method
 
 
 def run(canvas: Canvas, target: Target, c: CanvasParams, model: ModelParams,
         g: GradientsParams, *, device: str, seed: int, signed: bool, scale0: float,
+        selectivity: slug.Selectivity = slug.Selectivity(),
         progress=lambda x, **k: x) -> TargetResult:
     """SLUG on the generator's text tower for one target (the strongest trial if no layer reaches
     the search threshold), then the whole grid judged on the evaluation seeds with the patch
@@ -150,8 +165,10 @@ def run(canvas: Canvas, target: Target, c: CanvasParams, model: ModelParams,
     judges = load_judges(k, c.styles, c.objects, pipe.device)
     search = slug.SearchConfig(s.target, s.max_evals, scale0)
     with Meter(pipe.device) as meter:
-        forget, retain = forget_retain(canvas, target, c.sets, bundle.preprocess,
-                                       bundle.tokenizer, c.forget_captions, c.n_retain)
+        forget, retain, concepts = forget_retain(canvas, target, c.sets, bundle.preprocess,
+                                                 bundle.tokenizer, c.forget_captions, c.n_retain)
+        seen = set(halves(canvas, target)[0])
+        projection_set = _subset(retain, [i for i, n in enumerate(concepts) if n in seen])
         sc = scorer(pipe, clip, canvas, c.prompt, target, judges[target.kind == "object"],
                     s.images_per_prompt, s.retained_prompts, seed, e.steps, e.guidance,
                     sd_mod.image_size(pipe))
@@ -160,6 +177,7 @@ def run(canvas: Canvas, target: Target, c: CanvasParams, model: ModelParams,
                            batch_size=g.batch_size, exclude=g.exclude,
                            readable=sd_unlearn.readable(pipe.text_encoder),
                            trainable=lambda n: tower(n) == "text", fallback=slug.strongest,
+                           selectivity=selectivity, projection_set=projection_set,
                            progress=progress)
     if not res.reached:  # a benchmark row still needs numbers: the strongest forgetting tried
         print(f"warning: {target.name}: no text layer reached a search accuracy <= "
@@ -181,16 +199,27 @@ def run(canvas: Canvas, target: Target, c: CanvasParams, model: ModelParams,
         hf_text.apply_mapped(pipe.text_encoder, originals)
     return TargetResult(res, patch, mapped, before, after, meter.time_s, meter.peak_bytes,
                         time.time() - start, len(forget.images), len(retain.images),
-                        pipe.device, base_hash)
+                        pipe.device, base_hash, halves(canvas, target), selectivity.method)
 
 
 def metrics(r: TargetResult, target: Target, c: CanvasParams, storage_bytes: int) -> dict:
     res, before, after = r.slug, scores(r.before, target), scores(r.after, target)
+    names = c.styles if target.kind == "style" else c.objects
+    split = {}
+    for half, members in zip(("seen", "unseen"), r.halves):
+        if not members:  # one other concept only: no unseen half
+            continue
+        idx = [names.index(n) for n in members]
+        b, a = scores(r.before, target, idx), scores(r.after, target, idx)
+        split[half] = {"concepts": members, "IRA": a["IRA"], "CRA": a["CRA"],
+                       "ceiling": {"IRA": b["IRA"], "CRA": b["CRA"]}}
     rule, eval_per_prompt = c.search.rule, c.evaluate.images_per_prompt
     return {
-        "concept": target.name, "kind": target.kind, "skipped": False,
+        "concept": target.name, "kind": target.kind, "method": r.method, "skipped": False,
         "UA": after["UA"], "IRA": after["IRA"], "CRA": after["CRA"],
         "before": before, "after": after, "ceiling": {"IRA": before["IRA"], "CRA": before["CRA"]},
+        "halves": split,
+        "selectivity": res.selectivity,
         "layer": res.layer, "mapped_tensors": sorted(r.mapped), "lambda": res.lam,
         "rel_step": res.rel_step,
         "search": {"rule": rule, "target": r.patch.manifest["search"]["target"],

@@ -108,11 +108,11 @@ def load_mapped(folder: str | Path) -> dict[str, torch.Tensor]:
 
 def search(pipe, bundle, sets: dict, concept, layers: list[str], grads: dict, forget,
            retain_val, s: SDSearchParams, u: UnlearnParams, e: SDEvaluateParams, seed: int,
-           progress=lambda x, **k: x):
+           progress=lambda x, **k: x, retain=None):
     """The step search through the one SLUG entry point, judged by ``s.judge``: ``generations``
     (the target's and retained prompts generated on search seeds, judged by CLIP; then
     ``s.target``) or ``clip`` (the reference: CLIP zero-shot on the forget-search split; then
-    ``u.target``)."""
+    ``u.target``). Under ``u.selectivity`` the steps are projected on ``retain``'s inputs."""
     from ..unlearn import slug
     from ..unlearn.trials import TrialScorer
 
@@ -129,10 +129,13 @@ def search(pipe, bundle, sets: dict, concept, layers: list[str], grads: dict, fo
                                    s.target_images, seed, e.steps, e.guidance,
                                    sd_mod.image_size(pipe))
         target = s.target
+    grads, layers, proj = slug.selective(bundle.model, grads, layers, retain,
+                                         slug.Selectivity(u.selectivity, u.energy))
     res = slug.search(bundle.model, grads, layers, scorer,
                       slug.SearchConfig(target, u.max_evals, u.scale0, u.rtol,
                                         u.prune), progress=progress,
                       score_base=True)
+    res.projection = proj
     if not res.reached:
         raise DataError(f"no text-tower layer reached forget <= {target} ({s.judge} judge) "
                         f"within {u.max_evals} evaluations ({', '.join(layers)})")
@@ -152,5 +155,5 @@ def metrics(res, concept, layers: list[str], judge: str, target: float,
                    "forget_after": res.trial.forget, "retain_after": res.trial.retain},
         "mapped_tensors": sorted(mapped),
         "mapping_max_abs_error": {"before": errors[0], "after": errors[1]},
-        "time_s": round(res.time_s, 2),
+        "time_s": round(res.time_s, 2), "selectivity": res.selectivity,
     }

@@ -19,7 +19,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -118,12 +118,13 @@ class SlugSettings:
     batch_size: int
     exclude: list[str]
     max_forget: int | None
+    selectivity: slug.Selectivity  # the shipped patch's (``unlearn.selectivity``)
 
     @classmethod
     def from_params(cls, u: UnlearnParams, r: RankParams, g: GradientsParams) -> "SlugSettings":
         return cls(slug.SearchConfig(u.target, u.max_evals, u.scale0, u.rtol, u.prune),
                    slug.RankConfig(r.alignment == "signed", r.fronts, r.rule), g.batch_size,
-                   g.exclude, g.max_forget)
+                   g.exclude, g.max_forget, slug.Selectivity(u.selectivity, u.energy))
 
 
 @dataclass
@@ -138,13 +139,16 @@ def run_comparison(model, tokenizer, data: BaselineData, scorer: Callable[[bool]
                    methods: list[str], settings: Callable[[str], object], mia_seeds: int,
                    checkpoints: str | Path, live: Path, seed: int, progress=lambda x, **k: x,
                    oracle=None, oracle_time_s: float | None = None, pool=None,
-                   pool_time_s: float | None = None) -> Comparison:
+                   pool_time_s: float | None = None, variants: Sequence[str] = ()
+                   ) -> Comparison:
     """``scorer(cached)`` makes a fresh search scorer; ``settings(method)`` a baseline's config.
     Each baseline's weights are written to ``checkpoints/<method>.safetensors`` and its stop-rule
     checks logged under ``live/<method>``. ``oracle`` (a model) adds the oracle row and every
     row's distance to it. ``pool`` (a ``retain_pool.PoolRequest``) adds ``slug_pool``: SLUG with
     the amortised retain gradient, its per-request time beside the pool's one-time
-    ``pool_time_s``. The model is left at its base weights."""
+    ``pool_time_s``. Each selectivity mode of ``variants`` adds ``slug_<mode>``: SLUG with that
+    step (``pipeline.unlearn.selective``, projected on the retain split). The model is left at
+    its base weights."""
     device = next(model.parameters()).device
     base = {k: v.detach().clone() for k, v in model.named_parameters()}
     base_hash = state_dict_hash(model)
@@ -163,7 +167,7 @@ def run_comparison(model, tokenizer, data: BaselineData, scorer: Callable[[bool]
         res = slug.unlearn(model, data.forget, data.retain, scorer(True), s.search, s.rank,
                            batch_size=s.batch_size, exclude=s.exclude,
                            fallback=slug.strongest, max_forget=s.max_forget,
-                           progress=progress)  # as the unlearn stage
+                           selectivity=s.selectivity, progress=progress)  # as the unlearn stage
     m = patch.manifest
     same = res.trial is not None and [res.layer] == m["layers"] and \
         abs(res.lam - m["lambda"]) <= 1e-6 * m["lambda"]
@@ -175,25 +179,36 @@ def run_comparison(model, tokenizer, data: BaselineData, scorer: Callable[[bool]
                      peak_mem_mb=meter.peak_bytes / 2**20, storage_mb=patch_bytes / 2**20,
                      changed_share=patch.numel / sum(t.numel() for t in base.values()),
                      epochs=None, rerun_matches_patch=same))
-    if pool is not None:  # the same run with the amortised retain gradient
+    def variant(method: str, retain, sel: slug.Selectivity, **extra) -> slug.Slug:
+        """A SLUG run beside the shipped one (another retain gradient or step), its own edit
+        evaluated into its row."""
         with Meter(device) as meter:
-            res_p = slug.unlearn(model, data.forget, pool, scorer(True), s.search, s.rank,
-                                 batch_size=s.batch_size, exclude=s.exclude,
-                                 fallback=slug.strongest, max_forget=s.max_forget,
-                                 progress=progress)
-        edit = res_p.patch(model, {"base_model_sha256": base_hash})
+            r = slug.unlearn(model, data.forget, retain, scorer(True), s.search, s.rank,
+                             batch_size=s.batch_size, exclude=s.exclude, fallback=slug.strongest,
+                             max_forget=s.max_forget, selectivity=sel,
+                             projection_set=data.retain, progress=progress)
+        edit = r.patch(model, {"base_model_sha256": base_hash})
         originals = patch_mod.apply(model, edit)
-        pool_res = assess("slug_pool")
+        res_v = assess(method)
         patch_mod.revert(model, originals)
-        c = pool.last
-        rows.append(_row("slug_pool", pool_res, reached=res_p.reached,
-                         time_to_forget_s=meter.time_s if res_p.reached else None,
-                         time_s=meter.time_s, one_time_s=pool_time_s,
-                         peak_mem_mb=meter.peak_bytes / 2**20, storage_mb=patch_bytes / 2**20,
+        rows.append(_row(method, res_v, reached=r.reached,
+                         time_to_forget_s=meter.time_s if r.reached else None,
+                         time_s=meter.time_s, peak_mem_mb=meter.peak_bytes / 2**20,
+                         storage_mb=patch_bytes / 2**20,
                          changed_share=edit.numel / sum(t.numel() for t in base.values()),
-                         epochs=None, layer=res_p.layer, rel_step=res_p.rel_step,
-                         evaluations=res_p.evaluations, retain_pairs=c.n,
-                         pool_batches_recomputed=c.passes, pool_batches=c.batches))
+                         epochs=None, layer=r.layer, rel_step=r.rel_step,
+                         evaluations=r.evaluations, **extra))
+        return r
+
+    if pool is not None:  # the same run with the amortised retain gradient
+        variant("slug_pool", pool, s.selectivity, one_time_s=pool_time_s)
+        c = pool.last
+        rows[-1].update(retain_pairs=c.n, pool_batches_recomputed=c.passes,
+                        pool_batches=c.batches)
+    for mode in (m for m in variants if m != s.selectivity.mode):  # on the fresh retain gradient
+        sel = slug.Selectivity(mode, s.selectivity.energy)
+        r = variant(sel.method, data.retain, sel)
+        rows[-1]["selectivity"] = r.selectivity
     if state_dict_hash(model) != base_hash:
         raise RuntimeError("SLUG's trials leaked into the base weights")
 

@@ -48,6 +48,17 @@ def _attention_inputs(block, x, attn_mask):
     return out.transpose(1, 2).reshape(b, n, d)
 
 
+def sublayer_inputs(block, x, attn_mask) -> dict[str, torch.Tensor]:
+    """What each linear map of a residual block reads, for the block's input ``x``: the
+    attention's input projection (``attn.in_proj``), its output projection, the MLP's two maps."""
+    h = block.ln_1(x)
+    a = _attention_inputs(block, x, attn_mask)
+    y = x + block.ls_1(F.linear(a, block.attn.out_proj.weight, block.attn.out_proj.bias))
+    u = block.ln_2(y)
+    return {"attn.in_proj": h, "attn.out_proj": a, "mlp.c_fc": u,
+            "mlp.c_proj": block.mlp.gelu(block.mlp.c_fc(u))}
+
+
 def _split(block, x, part: str, attn_mask):
     """State to cache for an edit of ``part``: everything the edited sub-layer does not change."""
     if part == "attn.out_proj":
@@ -122,8 +133,13 @@ class _Vision:
     def blocks(self):
         return self.v.transformer.resblocks
 
-    def head(self, x, _):
+    def pre_head(self, x, _):
+        """What the final projection reads."""
         pooled, _ = self.v._pool(x)
+        return pooled
+
+    def head(self, x, src):
+        pooled = self.pre_head(x, src)
         return pooled @ self.v.proj if self.v.proj is not None else pooled
 
     @property
@@ -150,10 +166,13 @@ class _Text:
     def blocks(self):
         return self.m.transformer.resblocks
 
+    def pre_head(self, x, tokens):
+        """What the final projection reads."""
+        return text_global_pool(self.m.ln_final(x), tokens, self.m.text_pool_type,
+                                eos_token_id=getattr(self.m, "text_eos_id", None))
+
     def head(self, x, tokens):
-        x = self.m.ln_final(x)
-        x = text_global_pool(x, tokens, self.m.text_pool_type,
-                             eos_token_id=getattr(self.m, "text_eos_id", None))
+        x = self.pre_head(x, tokens)
         proj = self.m.text_projection
         if proj is None:
             return x
@@ -162,6 +181,11 @@ class _Text:
     @property
     def n_blocks(self):
         return len(self.m.transformer.resblocks)
+
+
+def towers(model) -> dict:
+    """Each tower of an open_clip CLIP as the step functions the caches run."""
+    return {"vision": _Vision(model.visual), "text": _Text(model)}
 
 
 class FeatureCache:
@@ -184,7 +208,7 @@ class FeatureCache:
                  batch_size: int = 512, cached: bool = True, shortcut: bool = True):
         self.model, self.images, self.texts = model, images, texts
         self.bs, self.cached, self.shortcut = batch_size, cached, shortcut
-        self.towers = {"vision": _Vision(model.visual), "text": _Text(model)}
+        self.towers = towers(model)
         self.inputs = {"vision": images, "text": texts}
         self.edited: str | None = None
         self.start = 0

@@ -170,6 +170,20 @@ class SearchConfig:
     prune: bool = False  # best-first over layers; stop the layers that cannot win
 
 @dataclass(frozen=True)
+class Selectivity:
+    """``unlearn.selectivity``: the step as the paper takes it (``none``) or kept off the inputs
+    the retained data feed the edited layer (``nullspace``, ``pipeline.unlearn.selective``,
+    keeping the top directions that hold ``energy`` of their second moment)."""
+    mode: str = "none"
+    energy: float = 0.99
+
+    @property
+    def method(self) -> str:
+        """The method's name in tables: ``slug`` (the paper's step) or ``slug_<mode>``."""
+        return "slug" if self.mode == "none" else f"slug_{self.mode}"
+
+
+@dataclass(frozen=True)
 class RankConfig:
     signed: bool  # alignment cos(g_f, g_r) (the paper) or |cos| (the reference)
     fronts: int  # search the first N Pareto fronts of each tower
@@ -191,6 +205,12 @@ class Slug:
     gradients: GradientResult | None = None  # the gradient pass, when it ran here
     before: tuple[float, float, dict] | None = None  # the scorer at the base weights, if asked
     time_s: float = 0.0  # the search (and the base score), wall clock
+    projection: object | None = None  # selective.Projection, when the step was projected
+
+    @property
+    def selectivity(self) -> dict | None:
+        """How the chosen step was projected (``None``: the paper's step)."""
+        return None if self.projection is None else self.projection.summary(self.layer)
 
     @property
     def layer(self) -> str:
@@ -308,15 +328,38 @@ def search(model, grads: dict[str, torch.Tensor], layers: Sequence[str], scorer:
     return Slug(searches, *picked, reached, grads, before=before, time_s=time.time() - start)
 
 
+def selective(model, grads: dict[str, torch.Tensor], layers: Sequence[str], data,
+              sel: Selectivity) -> tuple[dict[str, torch.Tensor], list[str], object | None]:
+    """The forget gradients and layers the search takes under ``sel``: unchanged for ``none``;
+    for ``nullspace``, each layer's gradient projected off its inputs from ``data`` (a
+    ``PairData``: what the retain gradient was computed on, or a part of it), the layers without
+    a projection left out."""
+    if sel.mode == "none":
+        return grads, list(layers), None
+    from . import selective as S
+
+    proj = S.project(model, {x: grads[x] for x in layers}, data, sel.energy)
+    kept = [x for x in layers if x in proj.steps]
+    if not kept:
+        raise DataError(f"unlearn.selectivity {sel.mode}: none of the ranked layers has a "
+                        f"projection ({', '.join(proj.skipped)})")
+    return {**grads, **proj.steps}, kept, proj
+
+
 def unlearn(model, forget, retain, scorer: Scorer, cfg: SearchConfig, rank_cfg: RankConfig, *,
             batch_size: int, exclude: Sequence[str], readable: Callable[[str], bool] | None = None,
             trainable: Callable[[str], bool] | None = None, fallback: Fallback | None = None,
-            max_forget: int | None = None, progress=lambda x, **k: x) -> Slug:
+            max_forget: int | None = None, selectivity: Selectivity = Selectivity(),
+            projection_set=None, progress=lambda x, **k: x) -> Slug:
     """SLUG in one call: one gradient pass (only ``trainable`` tensors get gradients), the layer
     ranking among what the consumer reads, the step search. The gradients, rank and unlearn
-    stages run the same three steps with their artifacts in between."""
+    stages run the same three steps with their artifacts in between. Under ``selectivity`` the
+    step is projected off the retained inputs of ``projection_set`` (default: ``retain``)."""
     g = gradient_pass(model, forget, retain, batch_size, trainable, max_forget)
     layers, ranked = rank(L.stats_table(model, g.forget, g.retain, exclude), rank_cfg, readable)
-    res = search(model, g.forget, layers, scorer, cfg, fallback, progress)
-    res.ranking, res.gradients = ranked, g
+    grads, layers, proj = selective(model, g.forget, layers,
+                                    retain if projection_set is None else projection_set,
+                                    selectivity)
+    res = search(model, grads, layers, scorer, cfg, fallback, progress)
+    res.ranking, res.gradients, res.projection = ranked, g, proj
     return res

@@ -68,12 +68,23 @@ class Search:
 
 
 def search_selected(model, grads: dict[str, torch.Tensor], selection: dict, scorer,
-                    cfg: slug.SearchConfig, progress=lambda x, **k: x) -> Search:
+                    cfg: slug.SearchConfig, progress=lambda x, **k: x,
+                    selectivity: slug.Selectivity = slug.Selectivity(), retain=None) -> Search:
+    """The search over the selected layers (and the naive layer's, for the trace); under
+    ``selectivity`` their steps projected on ``retain``'s inputs (``slug.selective``; the naive
+    layer keeps its plain gradient where it has no projection)."""
     layers = [x for x in selection["selected"] if x in grads]
     if not layers:
         raise DataError("no selected layer has a stored gradient; run the gradient pass and the "
                         "ranking again")
     naive = selection["naive_max_importance"]
+    projected, layers, proj = slug.selective(model, grads, dict.fromkeys(layers + [naive]),
+                                             retain, selectivity)
+    layers = [x for x in layers if x != naive or naive in selection["selected"]]
+    if not layers:
+        raise DataError(f"unlearn.selectivity {selectivity.mode}: none of the selected layers "
+                        f"has a projection ({', '.join(proj.skipped)})")
+    grads = projected
     base_hash = state_dict_hash(model)
     start = time.time()
     scorer.prepare(layers[0])
@@ -94,7 +105,16 @@ def search_selected(model, grads: dict[str, torch.Tensor], selection: dict, scor
             raise NumericalError(f"the step on {res.layer} did not lower the forget pairs' cosine "
                                  f"({before[2]['forget_cosine']:.4f} -> {cosine:.4f}); the stored "
                                  f"gradient has the wrong sign")
+    res.projection = proj
     return Search(res, naive_search, before, cosine, elapsed)
+
+
+def line(s: Search) -> str:
+    """The log line of a search."""
+    res, (f0, r0, _) = s.result, s.before
+    return (f"unlearn: {res.layer} at lambda {res.lam:.4g} ({res.rel_step:.3f} x ||theta||); "
+            f"search forget {f0:.3f} -> {res.trial.forget:.3f}, retain {r0:.3f} -> "
+            f"{res.trial.retain:.3f}; {s.time_s:.1f}s")
 
 
 def missed(s: Search, topk: int, target: float, max_evals: int) -> str:
@@ -142,7 +162,9 @@ def metrics(s: Search, concept, patch, model) -> dict:
         "layers": [summary(x) for x in res.searches], "naive": summary(s.naive),
         "patch_fraction": patch.numel / sum(x.numel() for x in model.parameters()),
         "time_s": round(s.time_s, 2), "evaluations": res.evaluations,
+        "selectivity": res.selectivity,
     }
+
 
 
 def write_trace(folder: str | Path, s: Search) -> None:

@@ -11,7 +11,8 @@ from ..gradients import mean_gradient
 from . import iterative, ssd
 from .common import CurveLog, NullLog, Outcome, StopRule
 
-LABELS = {"slug": "SLUG", "slug_pool": "SLUG (pooled retain)", "ft": "FT", "ga": "GA", "gaft": "GAFT", "salun_ref": "SalUn (ref.)",
+LABELS = {"slug": "SLUG", "slug_pool": "SLUG (pooled retain)",
+          "slug_nullspace": "SLUG (nullspace)", "ft": "FT", "ga": "GA", "gaft": "GAFT", "salun_ref": "SalUn (ref.)",
           "ssd": "SSD", "original": "original", "oracle": "oracle (retrain)"}
 
 
