@@ -233,9 +233,9 @@ def unlearncanvas(root: Path) -> str:
               f"{m['goal']['met']} / {m['goal']['of']}"] for n, m in methods.items()]
     rows.append(["SLUG, published (SD 1.5)", _uic(pub["slug"]["style"]),
                  _uic(pub["slug"]["object"]), f"{pub['mean_of_six']['SLUG']:.1f}", ""])
-    rows.append(["others, published (SD 1.5)", "", "", ", ".join(
+    rows.append(["others, published", "", "", ", ".join(
         f"{k} {v:.1f}" for k, v in pub["mean_of_six"].items() if k != "SLUG"), ""])
-    return _md(["method (tiny canvas, evaluation seeds)", "styles UA / IRA / CRA",
+    return _md(["method (evaluation seeds)", "styles UA / IRA / CRA",
                 "objects UA / IRA / CRA", "mean of six", "goal met"], rows)
 
 
@@ -258,7 +258,7 @@ def unlearncanvas_full(root: Path) -> str:
                      f"{' (not: ' + ', '.join(r['not_reached']) + ')' if r['not_reached'] else ''};"
                      f" unlearning {m['time_s']:.1f} s per target (at most {m['time_s_max']:.1f}),"
                      f" {m['peak_memory_mb']:.0f} MB peak, {m['storage_mb']:.2f} MB stored")
-    return (_md(["method, kind", "UA (chance max)", "IRA (ceiling)", "CRA (ceiling)",
+    return (_md(["method, kind", "UA (1 − 1/K)", "IRA (ceiling)", "CRA (ceiling)",
                  "IRA seen half", "IRA unseen half", "CRA seen half", "CRA unseen half"], rows)
             + "\n\n" + ".\n".join(notes) + ".")
 
