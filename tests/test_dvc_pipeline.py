@@ -159,3 +159,30 @@ def test_a_search_that_misses_ships_its_strongest_trial_flagged(micro_repo, tmp_
                         env={"SLUG_PARAMS": str(pfile)}, cwd=repo)
     assert forced.returncode == 0, forced.stderr
     assert (repo / "unlearned" / "open_clip_model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_the_unlearn_stage_ships_a_selective_patch(micro_repo, tmp_path):
+    """``unlearn.selectivity: nullspace`` in the CLIP stage: the step is projected on the retain
+    split (the projection itself: tests/test_selective.py), and the manifest and metrics say how;
+    the default run's patch says it took the paper's step."""
+    from safetensors.torch import load_file
+
+    repo = tmp_path / "repo"
+    shutil.copytree(micro_repo, repo, ignore=shutil.ignore_patterns(".git", "cache", "baselines",
+                                                                     "results"))
+    pfile = write_params(tmp_path / "p.yaml", merge(MICRO_PARAMS, {
+        "unlearn": {"selectivity": "nullspace", "energy": 0.99}}))
+    ran = run_module("stages.unlearn", env={"SLUG_PARAMS": str(pfile)}, cwd=repo)
+    assert ran.returncode == 0, ran.stderr
+    manifest = json.loads((repo / "models" / "patch" / "manifest.json").read_text())
+    metrics = json.loads((repo / "metrics" / "unlearn.json").read_text())
+    sel = metrics["selectivity"]
+    assert manifest["selectivity"] == sel and sel["mode"] == "nullspace"
+    assert 0 < sel["kept"] < sel["input_dim"]
+    assert sel["projection_pairs"] == MICRO_PARAMS["sets"]["n_retain"]  # the retain split
+    assert metrics["layer"] == manifest["layers"][0]
+    plain = json.loads((micro_repo / "models" / "patch" / "manifest.json").read_text())
+    assert plain["selectivity"] is None  # the committed default: the paper's step
+    edited = load_file(str(repo / "models" / "patch" / "patch.safetensors"))
+    assert set(edited) == set(manifest["layers"])
