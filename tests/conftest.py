@@ -2,6 +2,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from pipeline.tinyworld.generate import generate
 
@@ -35,3 +36,12 @@ def micro_repo(tmp_path_factory) -> Path:
     from .micro import reproduced
 
     return reproduced(tmp_path_factory.mktemp("e2e"))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The untrained tiny CLIP (seed 0), one per test module."""
+    from pipeline.models.factory import build
+
+    torch.manual_seed(0)
+    return build("tiny-clip")

@@ -6,7 +6,6 @@ import torch
 
 from pipeline.datasets.pairs import PairData
 from pipeline.datasets.shards import ReadReport
-from pipeline.models.factory import build
 from pipeline.unlearn import selective as S
 from pipeline.unlearn.slug import edited
 
@@ -38,12 +37,6 @@ def test_the_energy_threshold_keeps_the_top_directions():
     p, k = S.projector(cov, 0.95)
     torch.testing.assert_close(p, torch.diag(torch.tensor([1.0, 1.0, 0.0, 0.0])))
     assert S.projector(torch.zeros(3, 3), 0.9)[1] == 0
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    return build("tiny-clip")
 
 
 @pytest.mark.parametrize("layer", [

@@ -7,18 +7,12 @@ import pytest
 import torch
 
 from pipeline.errors import ModelError
-from pipeline.models.factory import build, model_config
+from pipeline.models.factory import model_config
 from pipeline.models.structure import state_dict_hash
 from pipeline.sets.match import ConceptMatcher
 from pipeline.unlearn import patch as P
 from pipeline.unlearn.features import FeatureCache
 from pipeline.unlearn.slug import edited
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    return build("tiny-clip")
 
 
 @pytest.mark.parametrize("layer", [
