@@ -21,6 +21,7 @@ For every stage of every ``dvc.yaml`` (the main one and ``benchmarks/*/dvc.yaml`
 from __future__ import annotations
 
 import ast
+import functools
 import itertools
 import re
 import shlex
@@ -118,8 +119,28 @@ def _is_project(module: str) -> bool:
     return module.split(".")[0] in PACKAGES
 
 
-def _imports(root: Path, module: str, path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size
+
+
+@functools.cache
+def _parsed(path: Path, stamp: tuple[int, int]) -> ast.Module:
+    """One parse per file version (the check reads the same modules for every stage)."""
+    return ast.parse(path.read_text())
+
+
+def parse(path: Path) -> ast.Module:
+    return _parsed(path, _stamp(path))
+
+
+def _imports(root: Path, module: str, path: Path) -> frozenset[str]:
+    return _imports_of(root, module, path, _stamp(path))
+
+
+@functools.cache
+def _imports_of(root: Path, module: str, path: Path, stamp: tuple[int, int]) -> frozenset[str]:
+    tree = _parsed(path, stamp)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = set()
     for node in ast.walk(tree):
@@ -141,7 +162,7 @@ def _imports(root: Path, module: str, path: Path) -> set[str]:
         parts = name.split(".")
         for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__
             out.add(".".join(parts[:i]))
-    return {m for m in out if _is_project(m) and _module_file(root, m)}
+    return frozenset(m for m in out if _is_project(m) and _module_file(root, m))
 
 
 def module_closure(root: Path, module: str) -> dict[str, Path]:
@@ -159,9 +180,14 @@ def module_closure(root: Path, module: str) -> dict[str, Path]:
     return seen
 
 
-def _strings(path: Path) -> set[str]:
-    return {n.value for n in ast.walk(ast.parse(path.read_text()))
-            if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+def _strings(path: Path) -> frozenset[str]:
+    return _strings_of(path, _stamp(path))
+
+
+@functools.cache
+def _strings_of(path: Path, stamp: tuple[int, int]) -> frozenset[str]:
+    return frozenset(n.value for n in ast.walk(_parsed(path, stamp))
+                     if isinstance(n, ast.Constant) and isinstance(n.value, str))
 
 
 def _package_data(root: Path, files: set[Path]) -> set[Path]:
@@ -223,7 +249,7 @@ class _Modules:
     def tree(self, module: str):
         if module not in self.trees:
             path = _module_file(self.root, module)
-            self.trees[module] = ast.parse(path.read_text()) if path else None
+            self.trees[module] = parse(path) if path else None
         return self.trees[module]
 
     def table(self, module: str) -> dict[str, str]:

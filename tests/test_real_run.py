@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from .helpers import run_module
@@ -150,4 +151,12 @@ def test_readme_commands_work_when_pasted(micro_repo, tmp_path):
         assert (micro_repo / "review" / link).exists(), link
     exported = json.loads((micro_repo / "unlearned" / "open_clip_config.json").read_text())
     assert "model_cfg" in exported
-    assert (micro_repo / "unlearned-sd" / "model_index.json").exists()
+    from diffusers import StableDiffusionPipeline  # the exported pipeline: the patch, no more
+
+    base = StableDiffusionPipeline.from_pretrained(str(micro_repo / "models" / "tiny-sd"))
+    out = StableDiffusionPipeline.from_pretrained(str(micro_repo / "unlearned-sd"))
+    changed = {k for k, v in out.text_encoder.state_dict().items()
+               if not torch.equal(v, base.text_encoder.state_dict()[k])}
+    layer = json.loads((micro_repo / "metrics" / "sd_unlearn.json").read_text())["mapped_tensors"]
+    assert changed == {k.removeprefix("text_model.") for k in layer}
+    assert all(torch.equal(v, base.unet.state_dict()[k]) for k, v in out.unet.state_dict().items())
