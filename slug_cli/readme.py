@@ -410,6 +410,28 @@ def canvas_halves(root: Path) -> str:
                rows)
 
 
+def canvas_geometry(root: Path) -> str:
+    """How well any step blind to the unseen half can single out the target, per linear map of
+    the generator's text encoder (bench/canvas_geometry.json)."""
+    b = _bench(root, "canvas_geometry")
+    s = b["summary"]
+
+    def cell(key: str) -> str:
+        r = s.get(key, {}).get("ratio")
+        return "–" if r is None else f"{r:.1f} (×{r ** -0.5:.2f})"
+
+    sites = list(dict.fromkeys(k.split("/", 1)[1] for k in s if k.count(".")))
+    names = {"q_proj": "attn.in_proj", "out_proj": "attn.out_proj", "fc1": "mlp.c_fc",
+             "fc2": "mlp.c_proj"}  # as the patches name them
+    rows = [[f"block {x.split('.')[0]} `{names[x.split('.')[1]]}`", cell(f"style/{x}"),
+             cell(f"object/{x}")] for x in sites]
+    rows += [["best map of each target", cell("style/best"), cell("object/best")],
+             ["map the sweep's `nullspace` step chose", cell("style/chosen"),
+              cell("object/chosen")]]
+    return _md(["linear map (median over targets)", "styles: ratio (unseen moves ×)",
+                "objects: ratio (unseen moves ×)"], rows)
+
+
 TABLES = {"pretrain": pretrain, "smoke": smoke, "slug": slug, "compare": compare, "sd": sd,
           "unlearncanvas": unlearncanvas, "unlearncanvas_full": unlearncanvas_full,
           "evaluate_full": evaluate_full,
@@ -418,6 +440,7 @@ TABLES = {"pretrain": pretrain, "smoke": smoke, "slug": slug, "compare": compare
           "gradient_overhead": gradient_overhead, "lean_search": lean_search,
           "scaling_projection": scaling_projection, "scaling": scaling,
           "time_to_forget": time_to_forget, "linear_shortcut": linear_shortcut, "canvas_halves": canvas_halves,
+          "canvas_geometry": canvas_geometry,
           "protocol_short": protocol_short, "verdict": verdict,
           "reliability_line": reliability_line}
 FILES = ("README.md", "docs/results.md", "docs/protocol.md", "docs/real-data.md")
