@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from bench.canvas_halves import prompt_ids, setup
+
 OUT = Path("bench/canvas_geometry.json")
 SITES = {"q_proj": "self_attn.q_proj", "out_proj": "self_attn.out_proj", "fc1": "mlp.fc1",
          "fc2": "mlp.fc2"}
@@ -75,23 +77,13 @@ def top(x: torch.Tensor, share: float) -> torch.Tensor:
 def main() -> None:
     from pipeline.canvas import data as canvas_data
     from pipeline.canvas.target import halves
-    from pipeline.diffusion import sd as sd_mod
-    from pipeline.params import load
     from pipeline.unlearn.selective import projector
 
-    p = load()
+    p, canvas, pipe = setup()
     c = p.canvas
-    canvas = canvas_data.load(p.data.unlearncanvas, c.styles, c.objects)
-    pipe = sd_mod.load(c.pipeline)
-    enc, tok = pipe.text_encoder, pipe.tokenizer
 
     def group(kind: str, names: list[str]) -> dict[str, torch.Tensor]:
-        n_other = len(c.objects if kind == "style" else c.styles)
-        cells = [(canvas.names(kind).index(n), x) for n in names for x in range(n_other)]
-        texts = [canvas.prompt(c.prompt, *(cell if kind == "style" else cell[::-1]))
-                 for cell in cells]
-        return inputs(enc, tok(texts, padding="max_length", max_length=tok.model_max_length,
-                               truncation=True, return_tensors="pt").input_ids)
+        return inputs(pipe.text_encoder, prompt_ids(p, canvas, pipe.tokenizer, kind, names))
 
     rows = []
     for kind in ("style", "object"):

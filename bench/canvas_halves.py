@@ -30,27 +30,40 @@ def moved(encoder, ids: torch.Tensor, before: torch.Tensor) -> float:
                   / before.flatten(1).norm(dim=1)).mean())
 
 
-def main() -> None:
+def setup():
+    """The params, the canvas and the generator the sweep used (for the canvas benchmarks)."""
     from pipeline.canvas import data as canvas_data
-    from pipeline.canvas.target import halves
     from pipeline.diffusion import sd as sd_mod
-    from pipeline.diffusion import text_encoder as hf_text
-    from pipeline.diffusion import unlearn as U
     from pipeline.params import load
 
     p = load()
+    canvas = canvas_data.load(p.data.unlearncanvas, p.canvas.styles, p.canvas.objects)
+    return p, canvas, sd_mod.load(p.canvas.pipeline)
+
+
+def prompt_ids(p, canvas, tok, kind: str, names: list[str]) -> torch.Tensor:
+    """The token ids of every grid prompt of the concepts ``names`` of ``kind``."""
     c = p.canvas
-    canvas = canvas_data.load(p.data.unlearncanvas, c.styles, c.objects)
-    pipe = sd_mod.load(c.pipeline)
+    n_other = len(c.objects if kind == "style" else c.styles)
+    cells = [(canvas.names(kind).index(n), x) for n in names for x in range(n_other)]
+    texts = [canvas.prompt(c.prompt, *(cell if kind == "style" else cell[::-1]))
+             for cell in cells]
+    return tok(texts, padding="max_length", max_length=tok.model_max_length, truncation=True,
+               return_tensors="pt").input_ids
+
+
+def main() -> None:
+    from pipeline.canvas import data as canvas_data
+    from pipeline.canvas.target import halves
+    from pipeline.diffusion import text_encoder as hf_text
+    from pipeline.diffusion import unlearn as U
+
+    p, canvas, pipe = setup()
+    c = p.canvas
     enc, tok = pipe.text_encoder, pipe.tokenizer
 
     def prompts(kind: str, names: list[str]) -> torch.Tensor:
-        n_other = len(c.objects if kind == "style" else c.styles)
-        cells = [(canvas.names(kind).index(n), x) for n in names for x in range(n_other)]
-        texts = [canvas.prompt(c.prompt, *(cell if kind == "style" else cell[::-1]))
-                 for cell in cells]
-        return tok(texts, padding="max_length", max_length=tok.model_max_length,
-                   truncation=True, return_tensors="pt").input_ids
+        return prompt_ids(p, canvas, tok, kind, names)
 
     rows = []
     for kind in ("style", "object"):

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from bench.canvas_geometry import OPEN_CLIP, inputs, top
+from bench.canvas_halves import prompt_ids, setup
 
 
 def goal(m: dict) -> bool:
@@ -37,25 +38,15 @@ def main(mode: str, only: list[str]) -> None:
         raise SystemExit("usage: python -m bench.canvas_loo_rule alone|added [TARGET ...]")
     from pipeline.canvas import data as canvas_data
     from pipeline.canvas import target as T
-    from pipeline.diffusion import sd as sd_mod
-    from pipeline.params import load
     from pipeline.unlearn import slug
     from pipeline.unlearn.selective import projector
 
-    p = load()
+    p, canvas, pipe = setup()
     c = p.canvas
-    canvas = canvas_data.load(p.data.unlearncanvas, c.styles, c.objects)
-    pipe = sd_mod.load(c.pipeline)
-    enc, tok = pipe.text_encoder, pipe.tokenizer
     short = {v: k for k, v in OPEN_CLIP.items()}
 
     def group(kind: str, names: list[str]) -> dict[str, torch.Tensor]:
-        n_other = len(c.objects if kind == "style" else c.styles)
-        cells = [(canvas.names(kind).index(n), x) for n in names for x in range(n_other)]
-        texts = [canvas.prompt(c.prompt, *(cell if kind == "style" else cell[::-1]))
-                 for cell in cells]
-        return inputs(enc, tok(texts, padding="max_length", max_length=tok.model_max_length,
-                               truncation=True, return_tensors="pt").input_ids)
+        return inputs(pipe.text_encoder, prompt_ids(p, canvas, pipe.tokenizer, kind, names))
 
     def share(x: torch.Tensor, u: torch.Tensor) -> float:
         return float((x @ u).square().sum() / x.square().sum())
