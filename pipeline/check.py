@@ -25,7 +25,7 @@ def clip_model(p: Params) -> str:
 
     m = p.model
     stage = pending(p, m.pretrained)
-    check_model(m.name, None if stage else m.pretrained, m.precision)
+    check_model(m.name, None if stage else m.pretrained, m.precision, m.quick_gelu)
     return f"{m.name}, " + (_later(m.pretrained, stage) if stage else
                             f"{m.pretrained} ({refs.kind(m.pretrained)})")
 

@@ -35,6 +35,7 @@ SELECTIVITY = ("none", "nullspace")  # unlearn.selectivity: the paper's step, or
 MAX_FRONTS = 3  # the gradients stage stores the forget gradients of fronts 1..MAX_FRONTS
 BASELINE_METHODS = ("ft", "ga", "gaft", "salun_ref", "ssd")
 ITERATIVE_METHODS = ("ft", "ga", "gaft", "salun_ref")
+VLM_KINDS = ("identity", "character", "object")  # what a VLM is asked to name
 MIX_KINDS = ("identity", "character", "object", "style", "distractor")
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
 
@@ -335,6 +336,59 @@ class CanvasParams:
 
 
 @dataclass
+class VLMQuestions:
+    """What the VLM is asked about an image of each kind."""
+    identity: str
+    character: str
+    object: str
+
+
+@dataclass
+class VLMTrainParams:
+    """The tiny LLaVA (embedded default only)."""
+    out: str = field(metadata=_path())
+    feature_layer: int
+    vocab_size: int = field(metadata=_range(64))
+    width: int = field(metadata=_range(16))
+    layers: int = field(metadata=_range(1))
+    heads: int = field(metadata=_range(1))
+    steps: int = field(metadata=_range(1))
+    batch_size: int = field(metadata=_range(1))
+    lr: float = field(metadata=_range(0.0, None, lo_open=True))
+
+
+@dataclass
+class VLMSetsParams:
+    retained_per_kind: int = field(metadata=_range(1))
+    search_images: int = field(metadata=_range(1))
+    eval_images: int = field(metadata=_range(1))
+    out: str = field(metadata=_path())
+
+
+@dataclass
+class VLMSearchParams:
+    """How vlm_unlearn judges a step: by the VLM's answers on search images, or as the reference,
+    by CLIP zero-shot on the forget-search split (then ``unlearn.target``)."""
+    judge: str = field(metadata=_choice("answers", "clip"))
+    target_images: int = field(metadata=_range(1))
+    target: float = field(metadata=_range(0.0, 1.0))
+
+
+@dataclass
+class VLMParams:
+    model: str = field(metadata=_ref("vlm"))  # a LLaVA folder
+    template: str
+    questions: VLMQuestions
+    max_new_tokens: int = field(metadata=_range(1))
+    batch_size: int = field(metadata=_range(1))
+    sets: VLMSetsParams
+    search: VLMSearchParams
+    grid_images: int = field(metadata=_range(1))
+    patch: str = field(metadata=_path())
+    train: VLMTrainParams
+
+
+@dataclass
 class EvaluateParams:
     frequent: int = field(metadata=_range(1))
     mia_seeds: int = field(metadata=_range(1))
@@ -373,6 +427,7 @@ class Params:
     baselines: BaselinesParams
     oracle: OracleParams
     sd: SDParams
+    vlm: VLMParams
     canvas: CanvasParams
 
 
@@ -479,6 +534,9 @@ def from_dict(raw: dict) -> Params:
         for t in getattr(p.eval.templates, kind):
             if not isinstance(t, str) or t.count("{}") != 1:
                 _fail(f"eval.templates.{kind}", "must hold strings with exactly one '{}'", t)
+    if _fields(p.vlm.template) != ["question"] or p.vlm.template.count("<image>") != 1:
+        _fail("vlm.template", "must hold exactly one '<image>' and one '{question}'",
+              p.vlm.template)
     if sorted(_fields(p.canvas.prompt)) != ["object", "style"]:
         _fail("canvas.prompt", "must hold exactly one '{object}' and one '{style}'",
               p.canvas.prompt)

@@ -14,6 +14,8 @@
                                             --allow-unreached)
     slug export-sd [--pipeline DIR] [--patch DIR] [--out DIR]
                                             write the unlearned diffusion pipeline folder
+    slug export-vlm [--vlm DIR] [--patch DIR] --out DIR
+                                            write the unlearned VLM folder (model + processor)
 
 Every command reads params.yaml, or the file ``--file`` or ``$SLUG_PARAMS`` names. Expected errors
 print one line (``error: ...``) and exit 1; no traceback.
@@ -148,6 +150,33 @@ def _cmd_export_sd(args) -> None:
           f"{patch_dir} (load with StableDiffusionPipeline.from_pretrained({str(out)!r}))")
 
 
+def _cmd_export_vlm(args) -> None:
+    from pathlib import Path
+
+    from pipeline.diffusion.text_encoder import apply_mapped
+    from pipeline.io import atomic_dir
+    from pipeline.models.factory import build
+    from pipeline.vlm import llava
+    from pipeline.vlm import unlearn as vlm_unlearn
+    from pipeline.vlm import vision_tower as vt
+
+    p = _load(args)
+    patch_dir = args.patch or p.vlm.patch
+    if why := vlm_unlearn.skipped(patch_dir):
+        raise ModelError(f"{patch_dir} holds no patch: {why}")
+    mapped = vlm_unlearn.load_mapped(patch_dir)
+    vlm, processor = llava.load(args.vlm or p.vlm.model)
+    clip = build(p.model.name, p.model.pretrained, p.model.quick_gelu, "fp32", "cpu")
+    vt.check_vision_tower(vlm.model.vision_tower, clip.model, atol=1e-6)
+    apply_mapped(vlm.model.vision_tower, mapped)
+    out = Path(args.out)
+    with atomic_dir(out) as tmp:
+        vlm.save_pretrained(str(tmp))
+        processor.save_pretrained(str(tmp))
+    print(f"wrote {out}: {args.vlm or p.vlm.model} with the vision-tower patch of {patch_dir} "
+          f"(load with LlavaForConditionalGeneration.from_pretrained({str(out)!r}))")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="slug", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -190,6 +219,12 @@ def main(argv: list[str] | None = None) -> None:
     sp.add_argument("--patch", help="patch folder from sd_unlearn (default: sd.patch)")
     sp.add_argument("--out", required=True, help="the pipeline folder to write")
     sp.set_defaults(fn=_cmd_export_sd)
+    sp = sub.add_parser("export-vlm", help="write the unlearned VLM folder")
+    sp.add_argument("--file", help=params_help)
+    sp.add_argument("--vlm", help="LLaVA folder (default: vlm.model)")
+    sp.add_argument("--patch", help="patch folder from vlm_unlearn (default: vlm.patch)")
+    sp.add_argument("--out", required=True, help="the VLM folder to write")
+    sp.set_defaults(fn=_cmd_export_vlm)
     args = ap.parse_args(argv)
     try:
         args.fn(args)

@@ -98,20 +98,6 @@ def protocol(root: Path) -> str:
                 "validation retain", "forget top-1", "forget top-5", "CelebA", "ImageNet"], rows)
 
 
-def protocol_short(root: Path) -> str:
-    """The faithful default beside this project's previous protocol (README)."""
-    b = _bench(root, "protocol_variants")
-    rows = []
-    for v in (b["variants"][0], b["variants"][-1]):
-        h = v.get("held_out") or {}
-        rows.append([f"{v['variant']}: top-{v['topk']} ≤ {v['target']:g}, fronts {v['fronts']}, "
-                     f"batch {v['retain_batch']}", _pct(h.get("forget_top1")),
-                     _pct(h.get("forget_top5")), _pct(h.get("celeba_top1")),
-                     _pct(h.get("imagenet_top1"))])
-    return _md(["protocol (stop rule, fronts, retain batch)", "forget top-1", "forget top-5",
-                "CelebA", "ImageNet"], rows)
-
-
 def verdict(root: Path) -> str:
     """Where SLUG keeps more utility than each baseline that forgets, and where not
     (compare.json; utility = CelebA and ImageNet top-1, SLUG minus the baseline, in points)."""
@@ -208,6 +194,38 @@ def sd(root: Path) -> str:
                [[s["concept"], f"`{u['layer']}` ({u['rel_step']:.3f})",
                  f"{_pct(s['before']['forget'])} → {_pct(s['after']['forget'])} %",
                  f"{_pct(s['before']['retained'])} → {_pct(s['after']['retained'])} %"]])
+
+
+def vlm(root: Path) -> str:
+    """The VLM row: the layer, the target named and the retained concepts named right."""
+    e, u = _load(root, "vlm_evaluate"), _load(root, "vlm_unlearn")
+    if e.get("skipped"):
+        return f"Skipped: {e['skipped']}."
+    b, a = e["before"], e["after"]
+    kinds = " / ".join(f"{_pct(b['retained_per_kind'][k])} → {_pct(a['retained_per_kind'][k])}"
+                       for k in b["retained_per_kind"])
+    n = e["images"]
+    return _md(["concept", "chosen vision layer (step / ‖θ‖)", "target named",
+                "retained named (mean)", "per kind: " + " / ".join(b["retained_per_kind"])],
+               [[e["concept"], f"`{u['layer']}` ({u['rel_step']:.3f})"
+                 + ("" if u["search"]["reached"] else ", search missed"),
+                 f"{_pct(b['target'])} → {_pct(a['target'])} %",
+                 f"{_pct(b['retained'])} → {_pct(a['retained'])} %", kinds]]) + \
+        f"\n\nHeld-out images: {n[e['concept']]} of {e['concept']}, " \
+        f"{min(v for k, v in n.items() if k != e['concept'])}+ of each of " \
+        f"{len(n) - 1} retained concepts."
+
+
+def vlm_answers(root: Path) -> str:
+    """What the VLM says about the target's held-out images, before and after."""
+    e = _load(root, "vlm_evaluate")
+    if e.get("skipped"):
+        return f"Skipped: {e['skipped']}."
+    t = e["target_answers"]
+    rows = [[i + 1, *(f"{w[i][0] or '(nothing)'} ({w[i][1]})" if i < len(w) else ""
+                      for w in (t["before"], t["after"]))]
+            for i in range(max(len(t["before"]), len(t["after"])))]
+    return _md(["rank", "answer before (images)", "answer after (images)"], rows)
 
 
 def _canvas(root: Path) -> dict:
@@ -441,8 +459,8 @@ TABLES = {"pretrain": pretrain, "smoke": smoke, "slug": slug, "compare": compare
           "scaling_projection": scaling_projection, "scaling": scaling,
           "time_to_forget": time_to_forget, "linear_shortcut": linear_shortcut, "canvas_halves": canvas_halves,
           "canvas_geometry": canvas_geometry,
-          "protocol_short": protocol_short, "verdict": verdict,
-          "reliability_line": reliability_line}
+          "verdict": verdict,
+          "reliability_line": reliability_line, "vlm": vlm, "vlm_answers": vlm_answers}
 FILES = ("README.md", "docs/results.md", "docs/protocol.md", "docs/real-data.md")
 
 

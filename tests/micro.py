@@ -37,6 +37,9 @@ MICRO_PARAMS = {
            "search": {"target_images": 4, "images_per_prompt": 1, "retained_per_kind": 1},
            "evaluate": {"images_per_prompt": 2, "steps": 2, "retained_per_kind": 1,
                         "grid_images": 2}},
+    "vlm": {"batch_size": 32, "grid_images": 2, "search": {"target_images": 4},
+            "sets": {"retained_per_kind": 1, "search_images": 1, "eval_images": 2},
+            "train": {"steps": 400, "width": 64, "lr": 3.0e-3, "batch_size": 32}},
     "canvas": {"styles": STYLES, "objects": OBJECTS,
                "methods": ["none"],  # the sweep's faithful rows; the selective step: run by hand
                "train": {"epochs": 1, "width": 8}, "finetune": {"steps": 3, "batch_size": 8},

@@ -5,8 +5,10 @@ micro CLIP knows the concept before it looks at the unlearning."""
 import csv
 import json
 import shutil
+import sys
 
 import pytest
+import torch
 
 from .helpers import merge, run_module, write_params
 from .micro import MICRO_PARAMS, sh
@@ -181,3 +183,35 @@ def test_the_unlearn_stage_ships_a_selective_patch(micro_repo, tmp_path):
     assert plain["selectivity"] is None  # the committed default: the paper's step
     edited = load_file(str(repo / "models" / "patch" / "patch.safetensors"))
     assert set(edited) == set(manifest["layers"])
+
+
+@pytest.mark.slow
+def test_the_vlm_stages_unlearn_a_concept_the_vlm_named(micro_repo, tmp_path):
+    from safetensors.torch import load_file
+    from transformers import LlavaForConditionalGeneration
+
+    repo = micro_repo
+    train = json.loads((repo / "metrics" / "vlm_train.json").read_text())
+    assert train["images"]["character"] == 60 and train["feature_layer"] == -1
+    model = LlavaForConditionalGeneration.from_pretrained(repo / "models" / "tiny-vlm",
+                                                          local_files_only=True)
+    assert model.config.vision_feature_layer == -1
+    sets = json.loads((repo / "data" / "vlm" / "manifest.json").read_text())
+    assert sets["splits"]["eval"]["per_concept"] == {n: 2 for n in sets["concepts"]}
+    assert "Iron Man" not in sets["concepts"] and len(sets["concepts"]) == 3
+    un = json.loads((repo / "metrics" / "vlm_unlearn.json").read_text())
+    assert un["layer"].startswith("visual.") and un["layer"] in un["searched_layers"]
+    assert not any(x.startswith(("visual.proj", "visual.ln_post")) for x in un["searched_layers"])
+    assert un["mapping_max_abs_error"]["after"] < 1e-4
+    ev = json.loads((repo / "metrics" / "vlm_evaluate.json").read_text())
+    assert ev["concept"] == "Iron Man" and ev["images"]["Iron Man"] >= 10
+    assert ev["before"]["target"] >= 0.8  # the VLM names Iron Man before ...
+    assert ev["after"]["target"] < ev["before"]["target"]  # ... and less after
+    assert (repo / "plots" / "vlm" / "answers.png").stat().st_size > 0
+    sh(sys.executable, "-m", "slug_cli", "export-vlm", "--out", str(tmp_path / "vlm"), cwd=repo)
+    out = LlavaForConditionalGeneration.from_pretrained(tmp_path / "vlm", local_files_only=True)
+    mapped = load_file(str(repo / "models" / "vlm-patch" / "vision_tower_patch.safetensors"))
+    have, base = out.model.vision_tower.state_dict(), model.model.vision_tower.state_dict()
+    assert mapped and all(torch.equal(have[k], v) and not torch.equal(base[k], v)
+                          for k, v in mapped.items())
+    assert all(torch.equal(have[k], base[k]) for k in base if k not in mapped)

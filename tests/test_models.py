@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -5,6 +7,8 @@ from safetensors.torch import save_file
 from pipeline.errors import ModelError
 from pipeline.models.factory import build
 from pipeline.models.structure import state_dict_hash
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +63,37 @@ def test_checkpoint_of_another_architecture_is_a_clear_error(tmp_path):
 def test_bad_precision_is_a_clear_error():
     with pytest.raises(ModelError, match="unknown precision 'fp8'"):
         build("tiny-clip", precision="fp8")
+
+
+@pytest.mark.parametrize("name,tag,quick,trained", [
+    ("ViT-L-14-336", "openai", False, "QuickGELU"), ("ViT-L-14", "openai", False, "QuickGELU"),
+    ("ViT-B-32", "laion400m_e32", False, "QuickGELU"),
+    ("ViT-H-14", "laion2b_s32b_b79k", True, "GELU")])
+def test_an_activation_the_weights_were_not_trained_with_is_refused(name, tag, quick, trained):
+    from pipeline.models.factory import check
+
+    with pytest.raises(ModelError, match=f"trained with {trained}; set model.quick_gelu: "
+                                         f"{str(not quick).lower()}"):
+        check(name, tag, "fp32", quick)
+    check(name, tag, "fp32", not quick)  # the right one passes
+
+
+def test_a_quickgelu_architecture_needs_no_flag():
+    from pipeline.models.factory import check
+
+    check("ViT-B-32-quickgelu", "laion400m_e32", "fp32", False)
+
+
+def test_every_recipe_sets_the_activation_its_weights_were_trained_with():
+    import yaml
+
+    from pipeline.models.factory import check
+
+    recipes = sorted((ROOT / "recipes").glob("*.yaml"))
+    tags = 0
+    for path in recipes:
+        m = {"quick_gelu": False, **yaml.safe_load(path.read_text()).get("model", {})}
+        if m.get("pretrained") and "/" not in m["pretrained"]:  # an open_clip tag
+            check(m["name"], m["pretrained"], "fp32", m["quick_gelu"])
+            tags += 1
+    assert tags >= 5  # clip-vit-b-32, sd-1-5, sd-2-1, unlearncanvas, llava-1-5

@@ -18,7 +18,7 @@ from .micro import BIN, OBJECTS, STYLES, sh
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {"clip-vit-b-32": "evaluate", "sd-1-5": "sd_evaluate", "sd-2-1": "sd_evaluate",
-           "unlearncanvas": "canvas"}
+           "unlearncanvas": "canvas", "llava-1-5": "vlm_evaluate"}
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,8 @@ def real_root(micro_repo, tmp_path_factory):
              "data/imagenet": "data/tiny/imagenet", "data/characters": "data/tiny/characters",
              "data/unlearncanvas": "data/tiny/unlearncanvas", "data/cc3m": "data/tiny/holdout",
              "models/stable-diffusion-v1-5": "models/tiny-sd",
-             "models/unlearncanvas/style50": "models/tiny-sd-canvas"}
+             "models/unlearncanvas/style50": "models/tiny-sd-canvas",
+             "models/llava-1.5-7b-hf": "models/tiny-vlm"}
     for name, target in links.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).symlink_to(micro_repo / target)

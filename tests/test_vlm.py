@@ -230,3 +230,86 @@ def test_the_answer_scorer_judges_what_ships_and_leaves_the_vlm_as_it_was(tiny, 
     assert forget + retain < 1.5  # the mapped edit reached the VLM's answers
     vt.check_vision_tower(model.model.vision_tower, tiny.model)  # and was taken back
     assert scorer.score()[:2] == (1.0, 1.0)
+
+
+def _jpeg(colour) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), colour).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def _caption_shards(root):
+    """Two shards whose captions name concepts alone, together, or with the target."""
+    from pipeline.datasets.shards import write_shard
+
+    captions = (["a photo of Taylor Swift"] * 6 + ["Iron Man figure"] * 5
+                + ["Taylor Swift meets Iron Man"] * 3  # two retained concepts: unlabelled
+                + ["Elon Musk and Taylor Swift"] * 3  # the target: never a retained image
+                + ["a red circle"] * 3)
+    shards = []
+    for s in range(2):
+        rows = [{"key": f"{s:05d}{i:04d}", "caption": c, "status": "success", "url": "u",
+                 "error_message": None} for i, c in enumerate(captions)]
+        shards.append(write_shard(root, s, rows, {r["key"]: _jpeg((20 * i % 255, 0, 0))
+                                                  for i, r in enumerate(rows)}))
+    return shards
+
+
+def test_vlm_sets_label_each_image_by_the_one_concept_its_caption_names(tmp_path):
+    import json
+
+    from pipeline.concept import Concept
+    from pipeline.datasets.shards import Shard as S
+    from pipeline.datasets.shards import iter_raw
+    from pipeline.errors import DataError
+    from pipeline.vlm import sets as vs
+
+    shards = _caption_shards(tmp_path / "shards")
+    target = Concept("Elon Musk", "Elon Musk", "identity", 0)
+    names = {"identity": ["Elon Musk", "Taylor Swift"], "character": ["Iron Man"]}
+    chosen = vs.retained(names, target, 1, ["identity", "character"])
+    assert chosen == [("Taylor Swift", "identity"), ("Iron Man", "character")]
+    man = vs.build(shards, chosen, target, 3, 7, 0, tmp_path / "a")
+    assert man["concepts"]["Taylor Swift"]["captions"] == 12  # 6 alone per shard, not with others
+    assert man["concepts"]["Iron Man"]["captions"] == 10
+    for split, n in (("search", 3), ("eval", 7)):
+        path, labels = vs.read(tmp_path / "a", split)
+        assert man["splits"][split]["per_concept"] == {"Taylor Swift": n, "Iron Man": n}
+        for key, files in iter_raw(S(path)):
+            name, kind = labels[key]
+            assert name in files["txt"].decode() and "Elon" not in files["txt"].decode()
+            assert " meets " not in files["txt"].decode()
+    search = set(vs.read(tmp_path / "a", "search")[1])
+    assert not search & set(vs.read(tmp_path / "a", "eval")[1])  # disjoint
+    vs.build(shards, chosen, target, 3, 7, 0, tmp_path / "b")  # the same seed: the same bytes
+    for split in vs.SPLITS:
+        assert (tmp_path / "a" / f"{split}.tar").read_bytes() == \
+            (tmp_path / "b" / f"{split}.tar").read_bytes()
+    assert json.loads((tmp_path / "a" / "manifest.json").read_text())["seed"] == 0
+    with pytest.raises(DataError, match="only 10 shard captions name 'Iron Man'"):
+        vs.build(shards, chosen, target, 3, 8, 0, tmp_path / "c")
+
+
+def test_the_evaluation_asks_before_and_after_in_one_pass_and_counts_named_answers(tiny, trained):
+    from pipeline.vlm import evaluate as E
+
+    model, proc, *_ = trained
+    imgs, labels = _images(12, 5)
+    stream = [E.Item(img, NAMES[k], "identity", (NAMES[k],)) for img, k in zip(imgs, labels)]
+    # the "patch": the patch embedding zeroed, mapped onto the VLM's tower
+    mapped = vt.map_patch({"visual.conv1.weight": torch.zeros(128, 3, 8, 8)},
+                          model.model.vision_tower)
+    a = E.ask(model, proc, tiny.preprocess, TEMPLATE, {"identity": QUESTION}, stream, mapped,
+              batch_size=5, thumbs=2)
+    assert {c: len(x) for c, x in a.before.items()} == {n: 3 for n in NAMES}
+    assert all(a.named("before", c) == 1.0 for c in NAMES)
+    assert len({x for c in NAMES for x in a.after[c]}) == 1  # every image now looks the same
+    vt.check_vision_tower(model.model.vision_tower, tiny.model)  # and the tower was put back
+    m = E.metrics(a, "Elon Musk")
+    assert m["before"]["target"] == 1.0 and m["before"]["retained"] == 1.0
+    assert m["after"]["retained"] == pytest.approx(sum(a.named("after", c) for c in NAMES[1:]) / 3,
+                                                   abs=1e-4)
+    assert m["target_answers"]["before"] == [("Elon Musk", 3)]
+    assert len(a.thumbs["Iron Man"]) == 2 and E.grid_rows(a, "Elon Musk") == ["Elon Musk", "Taylor Swift"]

@@ -74,7 +74,7 @@ def _is_path(pretrained: str) -> bool:
             or pretrained.startswith("local-dir:"))
 
 
-def check(name: str, pretrained: str | None, precision: str) -> None:
+def check(name: str, pretrained: str | None, precision: str, quick_gelu: bool = False) -> None:
     if name not in open_clip.list_models():
         tiny = sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
         raise ModelError(f"unknown architecture {name!r}; tiny configs: {', '.join(tiny)}; "
@@ -98,12 +98,18 @@ def check(name: str, pretrained: str | None, precision: str) -> None:
     if pretrained not in tags:
         raise ModelError(f"unknown pretrained tag {pretrained!r} for {name}; known tags: "
                          f"{', '.join(tags) or 'none (use a local file)'}")
+    trained = bool(open_clip.get_pretrained_cfg(name, pretrained).get("quick_gelu", False))
+    built = quick_gelu or bool((open_clip.get_model_config(name) or {}).get("quick_gelu", False))
+    if trained != built:  # open_clip only warns; the activations would be silently wrong
+        raise ModelError(f"the {name} {pretrained!r} weights were trained with "
+                         f"{'QuickGELU' if trained else 'GELU'}; set model.quick_gelu: "
+                         f"{'true' if trained else 'false'}")
 
 
 def build(name: str, pretrained: str | None = None, quick_gelu: bool = False,
           precision: str = "fp32", device: str = "cpu") -> ModelBundle:
     """Build model, preprocessing and tokenizer; clear ModelError for every expected mistake."""
-    check(name, pretrained, precision)
+    check(name, pretrained, precision, quick_gelu)
     dev = resolve_device(device)
     # open_clip logs a warning for random init; here random init is what was asked for.
     quiet = _quiet_root_logger() if pretrained is None else contextlib.nullcontext()

@@ -90,7 +90,7 @@ def _sample(candidates: list[tuple[str, str]], n: int, rng: np.random.Generator)
     return [candidates[i] for i in sorted(idx)]
 
 
-def _collect(shards: Sequence[Shard], wanted: dict[tuple[str, str], str], skipped: dict
+def collect(shards: Sequence[Shard], wanted: dict[tuple[str, str], str], skipped: dict
              ) -> dict[str, list[tuple[str, dict]]]:
     """One pass per shard: route each wanted (shard, key) to its split; drop undecodable images."""
     out: dict[str, list] = defaultdict(list)
@@ -143,7 +143,7 @@ def build_sets(shards: Sequence[Shard], forget_rows: list[dict], matcher: Concep
         wanted[sk] = "retain_val" if i in val_idx else "retain"
 
     skipped = {"corrupt_images": 0, "incomplete": 0}
-    routed = _collect(shards, wanted, skipped)
+    routed = collect(shards, wanted, skipped)
     if nonmember_shards and cfg.n_nonmembers:
         cands = []
         for shard in nonmember_shards:
@@ -151,7 +151,7 @@ def build_sets(shards: Sequence[Shard], forget_rows: list[dict], matcher: Concep
             cands += [(shard.name, str(k)) for k, c in zip(meta["key"], meta["caption"])
                       if not matcher(c)]
         nm = {sk: "nonmembers" for sk in _sample(cands, cfg.n_nonmembers, rng)}
-        routed.update(_collect(nonmember_shards, nm, skipped))
+        routed.update(collect(nonmember_shards, nm, skipped))
 
     manifest = {"config": cfg.__dict__, "skipped": skipped, "splits": {},
                 "inputs": {s.tar.name: sha256_file(s.tar) for s in [*shards, *nonmember_shards]}}
@@ -180,7 +180,7 @@ def build_pool(shards: Sequence[Shard], n: int, seed: int, out: Path) -> dict:
         raise DataError(f"the shards hold {len(cands)} pairs, the retain pool asks for {n} "
                         f"(pool.n)")
     skipped = {"corrupt_images": 0, "incomplete": 0}
-    samples = _collect(shards, {sk: "pool" for sk in _sample(cands, n, rng)}, skipped)["pool"]
+    samples = collect(shards, {sk: "pool" for sk in _sample(cands, n, rng)}, skipped)["pool"]
     write_tar(out, samples)
     return {"n": len(samples), "requested": n, "seed": seed, "skipped": skipped,
             "keys": [k for k, _ in samples], "sha256": sha256_file(out)}

@@ -100,6 +100,12 @@ def names_it(text: str, names) -> bool:
     return any(f" {key(_PUNCT.sub(' ', n))} " in said for n in names if key(n))
 
 
+def preprocess(processor):
+    """The VLM's own image preprocessing as a callable ``PIL image -> [3, H, W]`` tensor."""
+    return lambda img: processor.image_processor(images=img, return_tensors="pt")[
+        "pixel_values"][0]
+
+
 def load(folder: str, device: str | torch.device = "cpu"):
     """A LLaVA folder (``LlavaForConditionalGeneration`` + its processor), offline; the image
     processor's PIL backend, which gives open_clip's preprocessing exactly (transformers'

@@ -24,13 +24,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from ..errors import ModelError, NumericalError
 from ..progress import progress
 from . import vision_tower
-from .llava import IMAGE_TOKEN, encode, merged_embeddings
+from .llava import IMAGE_TOKEN, encode, merged_embeddings, read_features
 
 SPECIAL = ["<pad>", "<s>", "</s>", IMAGE_TOKEN]
 
@@ -48,6 +49,13 @@ class TinyVLMConfig:
     lr: float
     feature_layer: int
     seed: int
+
+    @classmethod
+    def from_params(cls, t, seed: int) -> "TinyVLMConfig":
+        """From the ``vlm.train`` params group."""
+        return cls(vocab_size=t.vocab_size, width=t.width, layers=t.layers, heads=t.heads,
+                   steps=t.steps, batch_size=t.batch_size, lr=t.lr,
+                   feature_layer=t.feature_layer, seed=seed)
 
 
 def build_tokenizer(texts, vocab_size: int):
@@ -103,6 +111,26 @@ def build(clip, texts, cfg: TinyVLMConfig):
         clip.visual.preprocess_cfg), tokenizer=tokenizer, patch_size=vcfg.patch_size,
         vision_feature_select_strategy="default", num_additional_image_tokens=1)
     return model.eval(), processor
+
+
+def training_items(sets: dict, kinds) -> list[tuple[Path, str, str]]:
+    """``(image path, kind, name)`` of every image of the labelled sets (``evaluate.sets``) of
+    ``kinds``."""
+    return [(path, k, sets[k].classnames[int(t)]) for k in kinds
+            for path, t in zip(sets[k].paths, sets[k].targets)]
+
+
+@torch.no_grad()
+def stream_features(model, paths, preprocess, batch_size: int = 256) -> torch.Tensor:
+    """``read_features`` of the images at ``paths``, decoded a batch at a time."""
+    from PIL import Image
+
+    out = []
+    for i in progress(range(0, len(paths), batch_size), desc="tower features"):
+        pixels = torch.stack([preprocess(Image.open(x).convert("RGB"))
+                              for x in paths[i:i + batch_size]])
+        out.append(read_features(model, pixels, batch_size))
+    return torch.cat(out)
 
 
 def batch(prompts, answers, pad_id: int):
