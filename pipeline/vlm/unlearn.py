@@ -236,19 +236,14 @@ def search(bundle, vlm, processor, concept, grads: dict, layers: list[str], forg
 def metrics(res, concept, layers: list[str], judge: str, target: float,
             mapped: dict[str, torch.Tensor], errors: tuple[float, float],
             feature_layer: int) -> dict:
-    return {
-        "concept": concept.label, "kind": concept.kind, "layer": res.layer, "lambda": res.lam,
-        "rel_step": res.rel_step, "searched_layers": layers, "feature_layer": feature_layer,
-        "search": {"judge": judge, "target": target, "reached": res.reached,
-                   "layers": {x.layer: {"reached": x.result.best is not None,
-                                        "evaluations": len(x.result.trials)}
-                              for x in res.searches},
-                   "forget_before": res.before[0], "retain_before": res.before[1],
-                   "forget_after": res.trial.forget, "retain_after": res.trial.retain},
-        "mapped_tensors": sorted(mapped),
-        "mapping_max_abs_error": {"before": errors[0], "after": errors[1]},
-        "time_s": round(res.time_s, 2), "selectivity": res.selectivity,
-    }
+    """The text-encoder path's record of a mapped search (``diffusion.unlearn.metrics``), with
+    the feature layer the VLM reads and whether the search reached its target (a VLM search
+    that misses ships its strongest trial)."""
+    from ..diffusion.unlearn import metrics as mapped_metrics
+
+    m = mapped_metrics(res, concept, layers, judge, target, mapped, errors)
+    m["search"]["reached"] = res.reached
+    return {**m, "feature_layer": feature_layer}
 
 
 def skip_unless_asked(concept, kinds, folder: str | Path) -> str | None:
