@@ -325,6 +325,32 @@ def test_evaluation_excludes_the_target_and_clamps_top_k():
     assert out["forget_cosine"] == pytest.approx(1.0)
 
 
+def test_held_out_measures_each_concept_and_leaves_all_of_them_out_of_retain():
+    from pipeline.evaluate.unlearning import held_out
+
+    e = torch.eye(6)
+    ids = ["Elon Musk", "Ann Lee", "Bob Ray"]
+    objs = ["bar", "ring", "star"]
+    vocab = [f"{n}." for n in ids] + [f"a {o}." for o in objs] + ["fc0", "fc1"]
+    text = torch.cat([e[:6], torch.stack([e[0], e[2]])])
+    # image rows: 0-1 Elon Musk (one judged Ann), 2-3 Ann (one judged Bob), 4-5 Bob (right),
+    # 6-8 objects (6, 7 right; 8 judged ring), 9 Elon's forget test, 10 the ring's
+    img = torch.stack([e[0], e[1], e[1], e[2], e[2], e[2], e[3], e[4], e[4], e[0], e[3]])
+    model, tok = LookupModel(img, text), LookupTokenizer(vocab)
+    sets = {"identity": EvalSet("identities", ids, [], torch.tensor([0, 0, 1, 1, 2, 2]), ["{}."]),
+            "object": EvalSet("objects", objs, [], torch.tensor([0, 1, 2]), ["a {}."])}
+    elon, ring = Concept("Elon Musk", "Elon Musk", "identity", 0), Concept("ring", "ring", "object", 1)
+    x = EvalInputs(sets, {"identity": _images(range(6)), "object": _images(range(6, 9))}, elon,
+                   None, None, ["Elon Musk", "Ann Lee", "Bob Ray"])
+    out, _ = held_out(model, tok, x, [elon, ring],
+                      [_pairs(["fc0"], _images([9]), tok), _pairs(["fc1"], _images([10]), tok)])
+    assert out["concepts"]["Elon Musk"]["forget"]["top1"] == 0.5
+    assert out["concepts"]["ring"]["forget"]["top1"] == 1.0  # image 7: judged ring
+    assert out["concepts"]["ring"]["forget_split"]["top1"] == 0.0  # image 10 is a bar
+    assert out["celeba"]["top1"] == pytest.approx((0.5 + 1.0) / 2)  # Ann, Bob
+    assert out["imagenet"]["top1"] == pytest.approx(1 / 2)  # bar right, star judged ring
+
+
 def test_mia_on_hand_built_cosines():
     members = np.linspace(0.6, 0.9, 40)  # the forget pairs still match their captions
     assert mia_accuracy(members, np.linspace(0.0, 0.3, 40), seeds=2)[0] == 1.0

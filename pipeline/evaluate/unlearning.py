@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -49,6 +50,16 @@ class EvalInputs:
     batch_size: int = BATCH_SIZE  # images decoded and encoded at a time
 
 
+def _kind_images(sets: dict[str, EvalSet], bundle, concepts: Sequence[Concept],
+                 imagenet_images: int | None, seed: int) -> tuple[dict, dict]:
+    """Every kind's images as sources; the object kind a ``seed``-fixed ``imagenet_images`` of
+    them, the first object concept's own images kept."""
+    if imagenet_images is not None and "object" in sets:
+        keep = next((c.index for c in concepts if c.kind == "object"), None)
+        sets = {**sets, "object": subsample(sets["object"], imagenet_images, seed, keep)}
+    return sets, {k: file_images(s.paths, bundle.preprocess, s.name) for k, s in sets.items()}
+
+
 def eval_inputs(sets: dict[str, EvalSet], bundle, concept: Concept, sets_dir: str,
                 nonmembers: bool, celeba_root: str, frequent: int,
                 imagenet_images: int | None = None, seed: int = 0,
@@ -60,10 +71,7 @@ def eval_inputs(sets: dict[str, EvalSet], bundle, concept: Concept, sets_dir: st
     from ..datasets.celeba import CelebA
     from ..sets.build import require_split
 
-    if imagenet_images is not None and "object" in sets:
-        keep = concept.index if concept.kind == "object" else None
-        sets = {**sets, "object": subsample(sets["object"], imagenet_images, seed, keep)}
-    images = {k: file_images(s.paths, bundle.preprocess, s.name) for k, s in sets.items()}
+    sets, images = _kind_images(sets, bundle, [concept], imagenet_images, seed)
 
     def split(name: str) -> TarPairs:
         return TarPairs(require_split(sets_dir, name), bundle.preprocess)
@@ -74,6 +82,18 @@ def eval_inputs(sets: dict[str, EvalSet], bundle, concept: Concept, sets_dir: st
                       split("retain"), batch_size)
 
 
+def many_inputs(sets: dict[str, EvalSet], bundle, concepts: Sequence[Concept], celeba_root: str,
+                frequent: int, imagenet_images: int | None = None, seed: int = 0,
+                batch_size: int = BATCH_SIZE) -> EvalInputs:
+    """``eval_inputs`` for several concepts at once (``held_out`` takes their forget test
+    splits): every kind's images and the CelebA names; no membership inference."""
+    from ..datasets.celeba import CelebA
+
+    sets, images = _kind_images(sets, bundle, concepts, imagenet_images, seed)
+    return EvalInputs(sets, images, concepts[0], None, None,
+                      CelebA(Path(celeba_root)).frequent()[:frequent], None, batch_size)
+
+
 def paired_cosine(model, tokenizer, pairs: Pairs | PairData, batch_size: int = BATCH_SIZE,
                   limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per pair (the first ``limit``), cos(image, its caption), and the image embeddings."""
@@ -82,49 +102,66 @@ def paired_cosine(model, tokenizer, pairs: Pairs | PairData, batch_size: int = B
 
 
 @torch.no_grad()
-def evaluate(model, tokenizer, x: EvalInputs, mia_seeds: int = 10, cosines: bool = False
-             ) -> dict:
-    """The held-out metrics; ``cosines`` adds ``forget_cosines``, the forget test pairs' paired
-    cosines as a tensor (for a distance between methods; not a JSON value)."""
-    out: dict = {}
+def held_out(model, tokenizer, x: EvalInputs, concepts: Sequence[Concept],
+             forget_tests: Sequence[Pairs | PairData]) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Forget and retain on held-out data for one or several concepts forgotten together:
+    per concept (``concepts``: by label), its evaluation images and its forget test split,
+    zero-shot over every name of its kind; CelebA retain, the macro mean over the frequent
+    identities that are none of them; every kind's accuracy, their classes left out. Every
+    kind's images are encoded once. Also returns each concept's forget-pair cosines."""
+    out: dict = {"concepts": {}}
     bs = x.batch_size
     clfs = {k: text_classifier(model, tokenizer, s.classnames, s.templates)
             for k, s in x.sets.items()}
     feats = {k: encode_images(model, x.images[k], bs) for k in x.sets}
-    kind, cidx = x.concept.kind, x.concept.index
-    target_set = x.sets[kind]
-    x.concept.check(target_set.classnames)
+    cosines = {}
+    for c, split in zip(concepts, forget_tests):
+        s = x.sets[c.kind]
+        c.check(s.classnames)
+        mask = s.targets == c.index  # the concept's evaluation images
+        logits = feats[c.kind][mask] @ clfs[c.kind].T
+        r = {"forget": {f"top{k}": float(topk_correct(logits, s.targets[mask], k).float().mean())
+                        for k in (1, 5)}}
+        fcos, fimg = paired_cosine(model, tokenizer, split, bs)  # captions name the concept
+        flog = fimg @ clfs[c.kind].T
+        ftgt = torch.full((len(flog),), c.index, dtype=torch.long)
+        r["forget_split"] = {f"top{k}": float(topk_correct(flog, ftgt, k).float().mean())
+                             for k in (1, 5)}
+        r["forget_cosine"] = float(fcos.mean())
+        out["concepts"][c.label], cosines[c.label] = r, fcos
 
-    # forget: the concept's evaluation images, zero-shot over every name of its kind
-    mask = target_set.targets == cidx
-    logits = feats[kind][mask] @ clfs[kind].T
-    tgt = target_set.targets[mask]
-    out["forget"] = {f"top{k}": float(topk_correct(logits, tgt, k).float().mean()) for k in (1, 5)}
-    # ... and the held-out forget split from the shards (captions name the concept)
-    fcos, fimg = paired_cosine(model, tokenizer, x.forget_test, bs)
-    flog = fimg @ clfs[kind].T
-    ftgt = torch.full((len(flog),), cidx, dtype=torch.long)
-    out["forget_split"] = {f"top{k}": float(topk_correct(flog, ftgt, k).float().mean())
-                           for k in (1, 5)}
-    out["forget_cosine"] = float(fcos.mean())
-    if cosines:
-        out["forget_cosines"] = fcos.cpu()
-
-    # CelebA-style retain: macro mean over frequent identities, the target excluded
+    # CelebA-style retain: macro mean over frequent identities, the targets excluded
     ids = x.sets["identity"]
-    wanted = {names.key(n) for n in x.frequent} - {names.key(x.concept.label)}
+    wanted = {names.key(n) for n in x.frequent} - {names.key(c.label) for c in concepts}
     keep = [i for i, c in enumerate(ids.classnames) if names.key(c) in wanted]
     for k in (1, 5):
         acc = per_class_accuracy(feats["identity"], clfs["identity"], ids.targets, k)
         out.setdefault("celeba", {})[f"top{k}"] = float(acc[keep].nanmean()) if keep else None
-    # ImageNet-style utility and the other kinds (the target class excluded from its own kind)
+    # ImageNet-style utility and the other kinds (the targets' classes excluded from their kind)
     for k_, s in x.sets.items():
         sel = torch.ones(len(s.targets), dtype=torch.bool)
-        if k_ == kind:
-            sel = s.targets != cidx
+        for c in concepts:
+            if c.kind == k_:
+                sel &= s.targets != c.index
         lg = feats[k_][sel] @ clfs[k_].T
         res = {f"top{k}": float(topk_correct(lg, s.targets[sel], k).float().mean()) for k in (1, 5)}
         out[{"object": "imagenet"}.get(k_, s.name)] = res
+    return out, cosines
+
+
+@torch.no_grad()
+def evaluate(model, tokenizer, x: EvalInputs, mia_seeds: int = 10, cosines: bool = False
+             ) -> dict:
+    """The held-out metrics of ``x.concept`` (``held_out``) and the membership inference;
+    ``cosines`` adds ``forget_cosines``, the forget test pairs' paired cosines as a tensor (for a
+    distance between methods; not a JSON value)."""
+    rest, cos = held_out(model, tokenizer, x, [x.concept], [x.forget_test])
+    out = rest.pop("concepts")[x.concept.label]
+    fcos = cos[x.concept.label]
+    if cosines:
+        out["forget_cosines"] = fcos.cpu()
+    out.update(rest)
+    bs = x.batch_size
     if x.nonmembers is not None:
         ncos = paired_cosine(model, tokenizer, x.nonmembers, bs)[0].cpu().numpy()
         if len(ncos) >= 5:

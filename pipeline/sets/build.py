@@ -29,6 +29,7 @@ from ..datasets.shards import (
 )
 from ..errors import DataError
 from ..io import sha256_file
+from ..params import SetsParams
 from .match import ConceptMatcher
 
 SPLITS = ("forget_search", "forget_test", "retain", "retain_val", "nonmembers")
@@ -81,7 +82,7 @@ class SetsConfig:
     n_nonmembers: int
 
     @classmethod
-    def from_params(cls, s, seed: int) -> "SetsConfig":
+    def from_params(cls, s: SetsParams, seed: int) -> "SetsConfig":
         return cls(seed, s.test_fraction, s.n_retain, s.n_retain_val, s.n_nonmembers)
 
 
@@ -90,9 +91,10 @@ def _sample(candidates: list[tuple[str, str]], n: int, rng: np.random.Generator)
     return [candidates[i] for i in sorted(idx)]
 
 
-def collect(shards: Sequence[Shard], wanted: dict[tuple[str, str], str], skipped: dict
-             ) -> dict[str, list[tuple[str, dict]]]:
-    """One pass per shard: route each wanted (shard, key) to its split; drop undecodable images."""
+def collect(shards: Sequence[Shard], wanted: dict[tuple[str, str], str | tuple[str, ...]],
+            skipped: dict) -> dict[str, list[tuple[str, dict]]]:
+    """One pass per shard: route each wanted (shard, key) to its split (or splits); drop
+    undecodable images."""
     out: dict[str, list] = defaultdict(list)
     by_shard: dict[str, set] = defaultdict(set)
     for s, k in wanted:
@@ -111,13 +113,15 @@ def collect(shards: Sequence[Shard], wanted: dict[tuple[str, str], str], skipped
             except Exception:
                 skipped["corrupt_images"] += 1
                 continue
-            out[wanted[(shard.name, key)]].append((key, files))
+            to = wanted[(shard.name, key)]
+            for split in (to,) if isinstance(to, str) else to:
+                out[split].append((key, files))
     return out
 
 
-def build_sets(shards: Sequence[Shard], forget_rows: list[dict], matcher: ConceptMatcher,
-               cfg: SetsConfig, out: Path, nonmember_shards: Sequence[Shard] = ()) -> dict:
-    rng = np.random.default_rng(cfg.seed)
+def forget_wanted(forget_rows: list[dict], cfg: SetsConfig, rng: np.random.Generator
+                  ) -> dict[tuple[str, str], str]:
+    """The matched samples, split (seeded) into forget search and test."""
     forget = [(r["shard"], r["key"]) for r in forget_rows]
     order = rng.permutation(len(forget))
     n_test = int(round(cfg.test_fraction * len(forget)))
@@ -125,9 +129,14 @@ def build_sets(shards: Sequence[Shard], forget_rows: list[dict], matcher: Concep
         raise DataError(f"{len(forget)} forget sample(s) cannot be split into non-empty search "
                         f"and test splits (sets.test_fraction={cfg.test_fraction}); find more "
                         f"matches (filter.aliases, more shards)")
-    wanted = {forget[i]: ("forget_test" if j < n_test else "forget_search")
-              for j, i in enumerate(order)}
+    return {forget[i]: ("forget_test" if j < n_test else "forget_search")
+            for j, i in enumerate(order)}
 
+
+def retain_wanted(shards: Sequence[Shard], matcher: Callable[[str], bool], cfg: SetsConfig,
+                  rng: np.random.Generator) -> dict[tuple[str, str], str]:
+    """A seeded sample of the samples whose caption ``matcher`` rejects: retain and
+    retain-validation."""
     others = []
     for shard in shards:
         meta = read_metadata(shard, ("key", "caption"))
@@ -139,9 +148,24 @@ def build_sets(shards: Sequence[Shard], forget_rows: list[dict], matcher: Concep
                         f"(sets.n_retain + sets.n_retain_val)")
     picked = _sample(others, need, rng)
     val_idx = set(rng.permutation(need)[:cfg.n_retain_val].tolist())
-    for i, sk in enumerate(picked):
-        wanted[sk] = "retain_val" if i in val_idx else "retain"
+    return {sk: "retain_val" if i in val_idx else "retain" for i, sk in enumerate(picked)}
 
+
+def write_split(path: Path, samples: list, split: str) -> dict:
+    """A split's tar and its manifest entry; an empty split is an error."""
+    if not samples:
+        raise DataError(f"the {split} split is empty"
+                        + (" after skipping unreadable samples" if split.startswith("forget")
+                           else ""))
+    write_tar(path, samples)
+    return {"n": len(samples), "keys": [k for k, _ in samples], "sha256": sha256_file(path)}
+
+
+def build_sets(shards: Sequence[Shard], forget_rows: list[dict], matcher: ConceptMatcher,
+               cfg: SetsConfig, out: Path, nonmember_shards: Sequence[Shard] = ()) -> dict:
+    rng = np.random.default_rng(cfg.seed)
+    wanted = forget_wanted(forget_rows, cfg, rng)
+    wanted.update(retain_wanted(shards, matcher, cfg, rng))
     skipped = {"corrupt_images": 0, "incomplete": 0}
     routed = collect(shards, wanted, skipped)
     if nonmember_shards and cfg.n_nonmembers:
@@ -157,14 +181,12 @@ def build_sets(shards: Sequence[Shard], forget_rows: list[dict], matcher: Concep
                 "inputs": {s.tar.name: sha256_file(s.tar) for s in [*shards, *nonmember_shards]}}
     for split in SPLITS:
         samples = routed.get(split, [])
-        if split.startswith("forget") and not samples:
-            raise DataError(f"the {split} split is empty after skipping unreadable samples")
-        if not samples and split != "nonmembers":
-            raise DataError(f"the {split} split is empty")
-        path = split_path(out, split)
-        write_tar(path, samples)
-        manifest["splits"][split] = {"n": len(samples), "keys": [k for k, _ in samples],
-                                     "sha256": sha256_file(path)}
+        if not samples and split == "nonmembers":
+            path = split_path(out, split)
+            write_tar(path, samples)
+            manifest["splits"][split] = {"n": 0, "keys": [], "sha256": sha256_file(path)}
+            continue
+        manifest["splits"][split] = write_split(split_path(out, split), samples, split)
     return manifest
 
 
