@@ -110,17 +110,22 @@ def _cmd_model(args) -> None:
 def _cmd_export(args) -> None:
     from pipeline.models.factory import build, model_config
     from pipeline.unlearn import patch as patch_mod
+    from pipeline.unlearn import stack as stack_mod
 
     p = _load(args)
-    patch = patch_mod.load(args.patch or p.unlearn.out)
-    if patch.manifest.get("search", {}).get("reached") is False and not args.allow_unreached:
-        raise ModelError(f"{args.patch or p.unlearn.out} holds the strongest trial of a search "
-                         f"that did not reach its criterion (manifest: search.reached false); "
-                         f"read its held-out metrics, then pass --allow-unreached to export it")
+    folder = args.patch or p.unlearn.out
+    stacked = stack_mod.is_stack(folder)  # several concepts' patches (pipeline.unlearn.multi)
+    loaded = stack_mod.load(folder) if stacked else patch_mod.load(folder)
+    reached = loaded.reached if stacked else loaded.manifest.get("search", {}).get("reached")
+    if reached is False and not args.allow_unreached:
+        raise ModelError(f"{folder} holds the strongest trial of a search that did not reach its "
+                         f"criterion (manifest: search.reached false); read its held-out "
+                         f"metrics, then pass --allow-unreached to export it")
     name = args.model or p.model.name
     pretrained = args.pretrained or p.model.pretrained
     _model_ready(p, pretrained)
     b = build(name, pretrained, p.model.quick_gelu, "fp32", "cpu")
+    patch = stack_mod.flatten(b.model, loaded) if stacked else loaded
     out = patch_mod.export(b.model, patch, args.out, model_config(name, pretrained))
     print(f"wrote {out}: {name} with {', '.join(patch.manifest.get('layers', []))} patched; "
           f"load it with\n  import open_clip\n  model, _, preprocess = "
@@ -205,7 +210,8 @@ def main(argv: list[str] | None = None) -> None:
                                       "printed: refs, device, model, data.shards, concept, ...)")
     sp = sub.add_parser("export", help="write the unlearned model as an open_clip model folder")
     sp.add_argument("--file", help=params_help)
-    sp.add_argument("--patch", help="patch folder (default: unlearn.out)")
+    sp.add_argument("--patch", help="patch folder, or a patch stack's folder (default: "
+                    "unlearn.out)")
     sp.add_argument("--model", help="architecture (default: model.name)")
     sp.add_argument("--pretrained", help="base weights (default: model.pretrained)")
     sp.add_argument("--out", required=True, help="the folder to write (open_clip_config.json + "

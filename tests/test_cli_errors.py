@@ -131,6 +131,35 @@ def test_cli_export_round_trip_and_refusal(tmp_path):
     assert not (tmp_path / "x.st").exists()
 
 
+def test_cli_exports_a_patch_stack_as_one_model(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from pipeline.models.factory import build
+    from pipeline.models.structure import state_dict_hash
+    from pipeline.unlearn import patch as P
+    from pipeline.unlearn import stack as S
+
+    torch.manual_seed(0)
+    base = build("tiny-clip")
+    ckpt = tmp_path / "base.safetensors"
+    save_file({k: v.contiguous() for k, v in base.model.state_dict().items()}, str(ckpt))
+    h, proj = state_dict_hash(base.model), base.model.visual.proj.detach()
+    patches = [P.Patch({"visual.proj": proj * f}, {"concept": c, "base_model_sha256": h,
+                                                   "layers": ["visual.proj"]})
+               for c, f in (("Elon Musk", 1.5), ("Taylor Swift", 0.75))]
+    S.save(S.Stack("joint", h, patches), tmp_path / "stack")
+    pfile = write_params(tmp_path / "p.yaml", {"model": {"pretrained": str(ckpt)},
+                                               "refs": {"clip": str(ckpt)}})
+    proc = run_module("slug_cli", "export", "--file", str(pfile), "--patch",
+                      str(tmp_path / "stack"), "--out", str(tmp_path / "out"), cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    from safetensors.torch import load_file
+
+    have = load_file(str(tmp_path / "out" / P.EXPORT_WEIGHTS))["visual.proj"]
+    assert torch.allclose(have, proj * (1 + 0.5 - 0.25))  # both differences added
+
+
 def test_sd_export_to_a_folder_that_is_not_a_pipeline(tmp_path):
     import torch
     from safetensors.torch import save_file
