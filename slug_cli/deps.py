@@ -77,6 +77,9 @@ def _names(entries) -> list[str]:
 
 def read_stages(dvc_yaml: Path, params: dict) -> list[Stage]:
     raw = yaml.safe_load(dvc_yaml.read_text())
+    for v in raw.get("vars", []):  # a dvc.yaml's own values (a mapping among its vars)
+        if isinstance(v, dict):
+            params = {**params, **v}
     stages = []
     for name, st in raw.get("stages", {}).items():
         items = [(name, st, params)]

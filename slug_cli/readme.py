@@ -228,6 +228,55 @@ def vlm_answers(root: Path) -> str:
     return _md(["rank", "answer before (images)", "answer after (images)"], rows)
 
 
+def _multi_runs(root: Path) -> tuple[dict, list[str], list[str]]:
+    runs = _load(root, "multi")["runs"]
+    by = {(r["run"], r["strategy"]): r for r in runs}
+    order = sorted({r["run"] for r in runs},
+                   key=lambda x: (x == "three", 0 if x == "three" else int(x[1:])))
+    return by, sorted({r["strategy"] for r in runs}), order
+
+
+def _forgotten(r: dict) -> str:
+    return "2 identities + Iron Man" if r["run"] == "three" else \
+        f"{r['concepts']} identit{'y' if r['concepts'] == 1 else 'ies'}"
+
+
+def multi(root: Path) -> str:
+    """Several concepts at once (benchmarks/multiconcept), the strategies side by side: the
+    worst forgotten concept's held-out top-1, what is retained, the time."""
+    by, strategies, order = _multi_runs(root)
+    s = " / ".join(strategies)
+
+    def both(run, f):
+        return " / ".join(f(by[(run, x)]) if (run, x) in by else "–" for x in strategies)
+
+    rows = []
+    for run in order:
+        first = by[(run, strategies[0])]
+        rows.append([_forgotten(first), both(run, lambda r: f"{r['forget_top1_max']:.1f}"),
+                     f"{first['celeba_before']:.1f} → " + both(run, lambda r: f"{r['celeba_after']:.1f}"),
+                     f"{first['imagenet_before']:.1f} → "
+                     + both(run, lambda r: f"{r['imagenet_after']:.1f}"),
+                     both(run, lambda r: f"{r['unlearn_s']:.0f}")])
+    return _md(["forgotten at once", f"worst forgotten, top-1 ({s})", f"CelebA retain ({s})",
+                f"ImageNet ({s})", f"time, s ({s})"], rows)
+
+
+def multi_full(root: Path) -> str:
+    """Every run of the several-concepts benchmark, a row per strategy."""
+    by, strategies, order = _multi_runs(root)
+    rows = [[_forgotten(r), x, "yes" if r["reached"] else "no",
+             f"{r['forget_top1_max']:.1f} / {r['forget_top5_max']:.1f}",
+             f"{r['celeba_before']:.1f} → {r['celeba_after']:.1f}",
+             f"{r['imagenet_before']:.1f} → {r['imagenet_after']:.1f}",
+             "–" if r["characters_after"] is None else f"{r['characters_after']:.1f}",
+             f"{r['unlearn_s']:.1f}", f"{r['evaluate_s']:.1f}"]
+            for run in order for x in strategies if (r := by.get((run, x)))]
+    return _md(["forgotten at once", "strategy", "reached", "worst forgotten top-1 / top-5",
+                "CelebA retain", "ImageNet", "characters", "unlearning s", "evaluation s"],
+               rows)
+
+
 def _canvas(root: Path) -> dict:
     import yaml
 
@@ -460,7 +509,8 @@ TABLES = {"pretrain": pretrain, "smoke": smoke, "slug": slug, "compare": compare
           "time_to_forget": time_to_forget, "linear_shortcut": linear_shortcut, "canvas_halves": canvas_halves,
           "canvas_geometry": canvas_geometry,
           "verdict": verdict,
-          "reliability_line": reliability_line, "vlm": vlm, "vlm_answers": vlm_answers}
+          "reliability_line": reliability_line, "vlm": vlm, "vlm_answers": vlm_answers,
+          "multi": multi, "multi_full": multi_full}
 FILES = ("README.md", "docs/results.md", "docs/protocol.md", "docs/real-data.md")
 
 
