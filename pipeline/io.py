@@ -121,3 +121,19 @@ def sha256_tree(root: str | os.PathLike) -> str:
         h.update(p.relative_to(root).as_posix().encode())
         h.update(sha256_file(p).encode())
     return h.hexdigest()
+
+
+SKIPPED = "skipped.json"
+
+
+def save_skipped(folder: str | os.PathLike, reason: str) -> None:
+    """An output folder that holds only why its stage had nothing to do (a concept of a kind
+    the consumer is not asked about, no concepts requested); later stages report the skip."""
+    with atomic_dir(folder) as tmp:
+        write_json(tmp / SKIPPED, {"skipped": reason})
+
+
+def skipped(folder: str | os.PathLike) -> str | None:
+    """Why ``folder`` holds no output (``save_skipped``), or ``None``."""
+    path = Path(folder) / SKIPPED
+    return json.loads(path.read_text())["skipped"] if path.exists() else None

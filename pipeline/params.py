@@ -35,6 +35,7 @@ SELECTIVITY = ("none", "nullspace")  # unlearn.selectivity: the paper's step, or
 MAX_FRONTS = 3  # the gradients stage stores the forget gradients of fronts 1..MAX_FRONTS
 BASELINE_METHODS = ("ft", "ga", "gaft", "salun_ref", "ssd")
 ITERATIVE_METHODS = ("ft", "ga", "gaft", "salun_ref")
+MULTI_STRATEGIES = ("joint", "sequential")  # several concepts at once (pipeline.unlearn.multi)
 VLM_KINDS = ("identity", "character", "object")  # what a VLM is asked to name
 MIX_KINDS = ("identity", "character", "object", "style", "distractor")
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
@@ -404,9 +405,21 @@ class OracleParams:
 
 
 @dataclass
+class MultiParams:
+    strategy: str = field(metadata=_choice(*MULTI_STRATEGIES))
+    rounds: int = field(metadata=_range(1))
+    aliases: dict
+    sets: str = field(metadata=_path())
+    grads: str = field(metadata=_path())
+    retain: str = field(metadata=_path())
+    stack: str = field(metadata=_path())
+
+
+@dataclass
 class Params:
     concept: str
     concept_kind: str = field(metadata=_choice("auto", *CONCEPT_KINDS))
+    concepts: list = field(metadata={"empty_ok": True})
     seed: int = field(metadata=_range(0))
     world: str = field(metadata=_choice("tiny", "real"))
     device: str = field(metadata={"pattern": DEVICE_PATTERN,
@@ -428,6 +441,7 @@ class Params:
     oracle: OracleParams
     sd: SDParams
     vlm: VLMParams
+    multi: MultiParams
     canvas: CanvasParams
 
 

@@ -84,7 +84,7 @@ def read_stages(dvc_yaml: Path, params: dict) -> list[Stage]:
     for name, st in raw.get("stages", {}).items():
         items = [(name, st, params)]
         if "foreach" in st:
-            values = _interp(st["foreach"], params)
+            values = _interp(st["foreach"], params) or ["<item>"]  # an empty list: check the body
             pairs = values.items() if isinstance(values, dict) else ((v, v) for v in values)
             items = [(f"{name}@{k}", st["do"], {**params, "key": k, "item": v})
                      for k, v in pairs]
@@ -499,8 +499,11 @@ def check(root: Path) -> list[str]:
                 problems.append(f"{where}: imports another stage, {f}")
             elif not _covered(f, deps):
                 problems.append(f"{where}: imports {f}, not a declared dep")
+        item = s.name.split("@", 1)[1] if "@" in s.name else None
         for path in n.paths:
-            if not _covered(path, deps + outs):
+            # a foreach stage reads and writes only its own item under a root folder param
+            mine = item is not None and _covered(f"{path.rstrip('/')}/{item}", deps + outs)
+            if not (mine or _covered(path, deps + outs)):
                 problems.append(f"{where}: reads {path} (a path param), not a declared dep or out")
         for r in n.refs:
             if not _covered(r, deps):

@@ -159,7 +159,7 @@ def _cmd_export_vlm(args) -> None:
     from pathlib import Path
 
     from pipeline.diffusion.text_encoder import apply_mapped
-    from pipeline.io import atomic_dir
+    from pipeline.io import atomic_dir, skipped
     from pipeline.models.factory import build
     from pipeline.vlm import llava
     from pipeline.vlm import unlearn as vlm_unlearn
@@ -167,7 +167,7 @@ def _cmd_export_vlm(args) -> None:
 
     p = _load(args)
     patch_dir = args.patch or p.vlm.patch
-    if why := vlm_unlearn.skipped(patch_dir):
+    if why := skipped(patch_dir):
         raise ModelError(f"{patch_dir} holds no patch: {why}")
     mapped = vlm_unlearn.load_mapped(patch_dir)
     vlm, processor = llava.load(args.vlm or p.vlm.model)

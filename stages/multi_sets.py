@@ -40,7 +40,7 @@ def main(p: Params) -> None:
             for c in concepts}
     anyone = ConceptMatcher(concepts[0].name, [c.name for c in concepts[1:]])
     manifest = build_many(shards, rows, anyone, SetsConfig.from_params(p.sets, p.seed),
-                          Path(args.out))
+                          Path(args.out) / "concepts", args.out)
     manifest["concepts_resolved"] = [c.to_dict() for c in concepts]
     write_json(Path(args.out) / MANIFEST, manifest)
     sizes = ", ".join(f"{c} {v['forget_search']['n']}/{v['forget_test']['n']}"

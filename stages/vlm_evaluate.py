@@ -8,7 +8,7 @@ import torch
 
 from pipeline.datasets.shards import ReadReport
 from pipeline.entry import metrics_path, plots_dir, run
-from pipeline.io import write_csv, write_json
+from pipeline.io import skipped, write_csv, write_json
 from pipeline.models.factory import from_params
 from pipeline.params import VLM_KINDS, Params
 from pipeline.report.generations import plot_answers, plot_note
@@ -28,7 +28,7 @@ def main(p: Params) -> None:
     vt.check_vision_tower(vlm.model.vision_tower, bundle.model, atol=1e-6)
     concept = read_concept(p.sets.out)
     plots = plots_dir("vlm")
-    if why := U.skipped(v.patch):
+    if why := skipped(v.patch):
         write_csv(plots / "answers.csv", [], E.TABLE_FIELDS)
         plot_note(why, plots / "answers.png")
         write_json(metrics_path("vlm_evaluate"), {"concept": concept.label, "skipped": why})

@@ -62,7 +62,8 @@ def make_repo(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     for item in ("dvc.yaml", "pipeline", "stages", "slug_cli", ".dvc/config", ".dvc/plots",
-                 ".dvcignore", ".gitignore", "benchmarks", "tiny", "data/refs", "recipes"):
+                 ".dvcignore", ".gitignore", "benchmarks", "tiny", "data/refs", "recipes",
+                 "data/multi/concepts/.gitkeep", "data/multi/grads/.gitkeep"):
         src = ROOT / item
         if src.is_dir():
             # not this repository's locks and tables: the micro run writes its own (a copied

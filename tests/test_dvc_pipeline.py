@@ -215,3 +215,25 @@ def test_the_vlm_stages_unlearn_a_concept_the_vlm_named(micro_repo, tmp_path):
     assert mapped and all(torch.equal(have[k], v) and not torch.equal(base[k], v)
                           for k, v in mapped.items())
     assert all(torch.equal(have[k], base[k]) for k in base if k not in mapped)
+
+
+def test_several_concepts_at_once_reuse_what_dvc_cached(micro_repo, tmp_path):
+    """``concepts``: each concept's sets and forget gradient are their own stage, so a second
+    request that shares a concept reuses them; the stack forgets every concept held out, and
+    with no concepts the multi stages are a reported skip."""
+    assert json.loads((micro_repo / "metrics" / "multi_evaluate.json").read_text()) == \
+        {"skipped": "no concepts requested (params: concepts)"}
+    repo = tmp_path / "repo"
+    shutil.copytree(micro_repo, repo)
+    write_params(repo / "params.yaml", merge(MICRO_PARAMS, {"concepts": ["Iron Man", "Batman"]}))
+    sh("dvc", "repro", "multi_evaluate", cwd=repo)
+    ev = json.loads((repo / "metrics" / "multi_evaluate.json").read_text())
+    for c in ("Iron Man", "Batman"):
+        assert ev["before"]["concepts"][c]["forget"]["top1"] >= 0.8  # known before ...
+        assert ev["after"]["concepts"][c]["forget"]["top1"] <= 0.05  # ... forgotten after
+    assert (repo / "models" / "multi-stack" / "stack.json").exists()
+    write_params(repo / "params.yaml", merge(MICRO_PARAMS, {"concepts": ["Iron Man", "Pikachu"]}))
+    out = sh("dvc", "repro", "multi_evaluate", cwd=repo)
+    assert "Stage 'concept_sets@Iron Man' didn't change" in out
+    assert "Stage 'concept_grads@Iron Man' didn't change" in out
+    assert "Running stage 'concept_grads@Pikachu'" in out

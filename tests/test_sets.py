@@ -69,13 +69,13 @@ def test_build_many_gives_each_concept_its_lone_split_and_a_retain_that_names_no
     names = ["Elon Musk", "Taylor Swift"]
     rows = {n: filter_shards(shards, ConceptMatcher(n), 10_000).rows for n in names}
     anyone = ConceptMatcher(names[0], names[1:])
-    man = build_many(shards, rows, anyone, cfg, tmp_path / "many")
+    man = build_many(shards, rows, anyone, cfg, tmp_path / "many" / "concepts", tmp_path / "many")
     captions = {k: c for s in shards for k, c in zip(read_metadata(s)["key"], read_metadata(s)["caption"])}
     for n in names:  # the same splits the concept gets when built alone
         alone = tmp_path / n
         build_sets(shards, rows[n], ConceptMatcher(n), cfg, alone)
         for split in ("forget_search", "forget_test"):
-            assert _keys(concept_dir(tmp_path / "many", n) / f"{split}.tar") == \
+            assert _keys(concept_dir(tmp_path / "many" / "concepts", n) / f"{split}.tar") == \
                 _keys(alone / f"{split}.tar")
         assert man["concepts"][n]["forget_test"]["n"] == len(_keys(alone / "forget_test.tar"))
     retain = _keys(tmp_path / "many" / "retain.tar") | _keys(tmp_path / "many" / "retain_val.tar")

@@ -14,7 +14,6 @@ from ..concept import Concept
 from ..datasets.shards import Shard
 from ..errors import DataError, ParamsError
 from ..io import sha256_file
-from ..names import file_name
 from .build import (
     MANIFEST,
     SetsConfig,
@@ -26,37 +25,47 @@ from .build import (
 )
 
 
-def concept_dir(out: str | Path, label: str) -> Path:
-    """Where ``build_many`` writes one concept's forget splits."""
-    return Path(out) / "concepts" / file_name(label)
+def concept_dir(root: str | Path, name: str) -> Path:
+    """Where one concept's forget splits are written: under its name as the request spells it
+    (the main pipeline's ``concepts`` item, the benchmark's resolved label)."""
+    return Path(root) / name
+
+
+FORGET = ("forget_search", "forget_test")
+RETAIN = ("retain", "retain_val")
 
 
 def build_many(shards: Sequence[Shard], forget_rows: dict[str, list[dict]],
-               matcher: Callable[[str], bool], cfg: SetsConfig, out: Path) -> dict:
+               matcher: Callable[[str], bool] | None, cfg: SetsConfig,
+               forget_root: str | Path | None, retain_dir: str | Path | None) -> dict:
     """Several concepts' sets in one pass over the shards: each concept's forget search and test
-    splits (``concept_dir``; split as ``build_sets`` splits them, so a concept's splits are the
-    ones it gets alone), and one retain and retain-validation split (in ``out``) whose captions
-    ``matcher`` rejects: none names any of the concepts. A sample whose caption names two of
-    them is in both concepts' forget splits."""
+    splits (``concept_dir`` under ``forget_root``; split as ``build_sets`` splits them, so a
+    concept's splits are the ones it gets alone), and one retain and retain-validation split (in
+    ``retain_dir``) whose captions ``matcher`` rejects: none names any of the concepts
+    (``None``: no retain split). A sample
+    whose caption names two of them is in both concepts' forget splits."""
     wanted: dict[tuple[str, str], tuple[str, ...]] = defaultdict(tuple)
-    for label, rows in forget_rows.items():
+    for name, rows in forget_rows.items():
         for sk, split in forget_wanted(rows, cfg, np.random.default_rng(cfg.seed)).items():
-            wanted[sk] += (f"{label}/{split}",)
-    for sk, split in retain_wanted(shards, matcher, cfg, np.random.default_rng(cfg.seed)).items():
-        if sk in wanted:  # a retain candidate never matches, but keep the routing exact
-            raise DataError(f"sample {sk} is both forget and retain")
-        wanted[sk] = (split,)
+            wanted[sk] += (f"{name}/{split}",)
+    if matcher is not None:
+        for sk, split in retain_wanted(shards, matcher, cfg,
+                                       np.random.default_rng(cfg.seed)).items():
+            if sk in wanted:  # a retain candidate never matches, but keep the routing exact
+                raise DataError(f"sample {sk} is both forget and retain")
+            wanted[sk] = (split,)
     skipped = {"corrupt_images": 0, "incomplete": 0}
     routed = collect(shards, dict(wanted), skipped)
     manifest = {"config": cfg.__dict__, "skipped": skipped, "splits": {}, "concepts": {},
                 "inputs": {s.tar.name: sha256_file(s.tar) for s in shards}}
-    for split in ("retain", "retain_val"):
-        manifest["splits"][split] = write_split(split_path(out, split), routed.get(split, []), split)
-    for label in forget_rows:
-        manifest["concepts"][label] = {
-            split: write_split(split_path(concept_dir(out, label), split),
-                          routed.get(f"{label}/{split}", []), f"{label}'s {split}")
-            for split in ("forget_search", "forget_test")}
+    for split in RETAIN if matcher is not None else ():
+        manifest["splits"][split] = write_split(split_path(retain_dir, split),
+                                                routed.get(split, []), split)
+    for name in forget_rows:
+        manifest["concepts"][name] = {
+            split: write_split(split_path(concept_dir(forget_root, name), split),
+                               routed.get(f"{name}/{split}", []), f"{name}'s {split}")
+            for split in FORGET}
     return manifest
 
 
@@ -89,3 +98,27 @@ def read_concepts(sets_dir: str | Path) -> list[Concept]:
     return [Concept.from_dict(d) for d in json.loads(path.read_text())["concepts_resolved"]]
 
 
+
+
+def check_requested(concepts: Sequence[str], aliases: dict) -> None:
+    """``concepts`` and ``multi.aliases``: each concept named once (the name rule), each alias
+    list under a concept of the list."""
+    from ..names import key
+
+    keys = [key(c) for c in concepts]
+    if len(set(keys)) != len(keys):
+        raise ParamsError(f"params.yaml: concepts must name each concept once, got {concepts}")
+    for name, more in aliases.items():
+        if key(name) not in keys:
+            raise ParamsError(f"params.yaml: multi.aliases.{name} names no concept of "
+                              f"`concepts` ({', '.join(concepts) or 'none'})")
+        if not isinstance(more, list) or not all(isinstance(a, str) and a.strip() for a in more):
+            raise ParamsError(f"params.yaml: multi.aliases.{name} must be a list of non-empty "
+                              f"strings, got {more!r}")
+
+
+def aliases_of(name: str, aliases: dict) -> tuple[str, ...]:
+    """The aliases ``multi.aliases`` gives ``name`` (under any spelling of it)."""
+    from ..names import key
+
+    return tuple(next((v for k, v in aliases.items() if key(k) == key(name)), ()))

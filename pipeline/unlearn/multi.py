@@ -19,6 +19,7 @@ patches compose by adding their differences) or the base plus the earlier patche
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,14 +32,14 @@ from ..datasets.pairs import PairData
 from ..errors import ParamsError
 from ..evaluate.zeroshot import topk_correct
 from ..models.structure import state_dict_hash
-from ..params import GradientsParams, RankParams, UnlearnParams
+from ..params import MULTI_STRATEGIES, GradientsParams, RankParams, UnlearnParams
 from . import layers as L
 from . import slug
 from .gradients import head, mean_gradient
 from .patch import Patch
 from .trials import TrialScorer
 
-STRATEGIES = ("joint", "sequential")
+STRATEGIES = MULTI_STRATEGIES
 
 
 class _Remember:
@@ -171,18 +172,21 @@ def sequential(model, requests: Sequence[Request], retain: PairData, scorers: Sc
 def joint(model, requests: Sequence[Request], retain: PairData, scorers: Scorers,
           cfg: slug.SearchConfig, rank_cfg: slug.RankConfig, *, batch_size: int,
           exclude: Sequence[str], max_forget: int | None = None, rounds: int = 2,
+          forget_grad: Callable[[Request], dict] | None = None,
           progress=lambda x, **k: x) -> Result:
-    """Every gradient at the base weights (one retain pass); each concept's search at the base;
-    the shared layers' summed steps rescaled; then up to ``rounds - 1`` passes that search again,
-    with every other edit applied, the concepts the others' edits leave unforgotten. See the
-    module doc."""
+    """Every gradient at the base weights (one retain pass; each concept's forget gradient from
+    ``forget_grad`` when given, e.g. the ``concept_grads`` stage's, else computed here); each
+    concept's search at the base; the shared layers' summed steps rescaled; then up to
+    ``rounds - 1`` passes that search again, with every other edit applied, the concepts the
+    others' edits leave unforgotten. See the module doc."""
     start = time.time()
     base = state_dict_hash(model)
     model.eval()
     g_r, _ = mean_gradient(model, retain, "retain", batch_size)
     grads, ranked = {}, {}
     for r in progress(requests, desc="forget gradients"):
-        g_f, _ = mean_gradient(model, head(r.forget, max_forget), "forget", batch_size)
+        g_f = forget_grad(r) if forget_grad else \
+            mean_gradient(model, head(r.forget, max_forget), "forget", batch_size)[0]
         layers, _ = slug.rank(L.stats_table(model, g_f, g_r, exclude), rank_cfg)
         ranked[r.concept.label] = layers
         grads[r.concept.label] = {x: g_f[x] for x in layers}  # only what a search may use
@@ -259,7 +263,8 @@ def patches(model, result: Result, requests: Sequence[Request], head_: Callable[
             e = result.edits[r.concept.label]
             theta = model.state_dict()[e.layer]
             out.append(Patch({e.layer: slug.step(theta, e.grad, e.lam)}, {
-                **head_(r), "layers": [e.layer], "lambda": e.lam, "rel_step": e.rel_step,
+                **head_(r), "resolved": r.concept.to_dict(), "layers": [e.layer],
+                "lambda": e.lam, "rel_step": e.rel_step,
                 "base_model_sha256": result.states[r.concept.label],
                 "search": {"reached": e.reached}, "stack": {"strategy": result.strategy}}))
             if result.strategy == "sequential":
@@ -267,18 +272,30 @@ def patches(model, result: Result, requests: Sequence[Request], head_: Callable[
     return out
 
 
+def summary(res: Result) -> dict:
+    """What a run found: per concept its edit, whether every concept still passes with every
+    edit applied (on the search split), the repair rounds, the shared-layer scales, the times."""
+    return {"strategy": res.strategy, "reached": res.reached, "rounds": res.rounds,
+            "shared_layer_scales": res.scaled,
+            "search_final": {"forget": res.final[0], "retain": round(res.final[1], 4)},
+            "time_s": dict(res.time_s),
+            "concepts": {label: {"layer": e.layer, "rel_step": round(e.rel_step, 4),
+                                 "reached": e.reached, "evaluations": e.evaluations}
+                         for label, e in res.edits.items()}}
+
+
+def concept_of(patch: Patch) -> Concept:
+    """The concept a ``patches`` patch forgets, as it was resolved."""
+    return Concept.from_dict(patch.manifest["resolved"])
+
+
 def record(res: Result, before: dict, after: dict, times: dict) -> dict:
-    """The run's metrics: per concept its edit and its held-out forget before and after; the
+    """The run's metrics: ``summary``, and per concept its held-out forget before and after; the
     retained identities, ImageNet and the other kinds before and after; the times."""
-    out = {"strategy": res.strategy, "concepts": {}, "reached": res.reached,
-           "rounds": res.rounds, "shared_layer_scales": res.scaled,
-           "search_final": {"forget": res.final[0], "retain": round(res.final[1], 4)},
-           "time_s": {**res.time_s, **times}}
-    for label, e in res.edits.items():
-        out["concepts"][label] = {
-            "layer": e.layer, "rel_step": round(e.rel_step, 4), "reached": e.reached,
-            "evaluations": e.evaluations,
-            "before": before["concepts"][label], "after": after["concepts"][label]}
+    out = summary(res)
+    out["time_s"].update(times)
+    for label, c in out["concepts"].items():
+        c.update(before=before["concepts"][label], after=after["concepts"][label])
     out["retained"] = {k: {"before": before[k], "after": after[k]}
                        for k in before if k != "concepts"}
     return out
@@ -291,7 +308,8 @@ def load_requests(sets_dir: str | Path, preprocess, tokenizer
     from ..sets.build import load_split
     from ..sets.many import concept_dir, read_concepts
 
-    reqs = [Request(c, load_split(concept_dir(sets_dir, c.label), "forget_search", preprocess,
+    reqs = [Request(c, load_split(concept_dir(Path(sets_dir) / "concepts", c.label),
+                                  "forget_search", preprocess,
                                   tokenizer)) for c in read_concepts(sets_dir)]
     retain, val = (load_split(sets_dir, x, preprocess, tokenizer) for x in ("retain", "retain_val"))
     return reqs, retain, val
@@ -299,7 +317,8 @@ def load_requests(sets_dir: str | Path, preprocess, tokenizer
 
 def forget(strategy: str, model, tokenizer, kinds, reqs: Sequence[Request], retain: PairData,
            retain_val: PairData, u: UnlearnParams, rank: RankParams, g: GradientsParams,
-           rounds: int = 2, progress=lambda x, **k: x) -> Result:
+           rounds: int = 2, progress=lambda x, **k: x,
+           forget_grad: Callable[[Request], dict] | None = None) -> Result:
     """``joint`` or ``sequential`` with the ``unlearn`` (``u``), ``rank`` and ``gradients``
     (``g``) params groups: the stop rule, the ranking and the gradient pass in force."""
     if strategy not in STRATEGIES:
@@ -311,7 +330,7 @@ def forget(strategy: str, model, tokenizer, kinds, reqs: Sequence[Request], reta
 
     cfg = slug.SearchConfig(u.target, u.max_evals, u.scale0, u.rtol, u.prune)
     rank_cfg = slug.RankConfig(rank.alignment == "signed", rank.fronts, rank.rule)
-    kw = {"rounds": rounds} if strategy == "joint" else {}
+    kw = {"rounds": rounds, "forget_grad": forget_grad} if strategy == "joint" else {}
     return (joint if strategy == "joint" else sequential)(
         model, reqs, retain, scorers, cfg, rank_cfg, batch_size=g.batch_size, exclude=g.exclude,
         max_forget=g.max_forget, progress=progress, **kw)
@@ -329,8 +348,8 @@ def measure(model, tokenizer, x, sets_dir: str | Path, stack_dir: str | Path, pr
     from . import stack as S
 
     concepts = read_concepts(sets_dir)
-    tests = [TarPairs(require_split(concept_dir(sets_dir, c.label), "forget_test"), preprocess)
-             for c in concepts]
+    tests = [TarPairs(require_split(concept_dir(Path(sets_dir) / "concepts", c.label),
+                                    "forget_test"), preprocess) for c in concepts]
     before = held_out(model, tokenizer, x, concepts, tests)[0]
     start = time.time()
     originals = S.apply(model, S.load(stack_dir))
@@ -339,3 +358,65 @@ def measure(model, tokenizer, x, sets_dir: str | Path, stack_dir: str | Path, pr
     finally:
         patch_mod.revert(model, originals)
     return before, after, time.time() - start
+
+
+GRADS = "forget_grads.safetensors"
+
+
+def grads_dir(root: str | Path, name: str) -> Path:
+    """Where the ``concept_grads`` stage writes one concept's forget gradient."""
+    return Path(root) / name
+
+
+def save_forget_grad(folder: str | Path, model, forget: PairData, batch_size: int,
+                     max_forget: int | None, concept: str) -> float:
+    """One concept's forget gradient at the base weights (every tensor, as ``joint`` ranks
+    them) with the model's hash, as one folder; returns the loss."""
+    from ..io import atomic_dir, save_tensors, write_json
+
+    model.eval()
+    g, loss = mean_gradient(model, head(forget, max_forget), "forget", batch_size)
+    with atomic_dir(folder) as tmp:
+        save_tensors(tmp / GRADS, g)
+        write_json(tmp / "manifest.json", {
+            "concept": concept, "model_sha256": state_dict_hash(model), "forget_loss": loss,
+            "n_forget": len(head(forget, max_forget).images)})
+    return loss
+
+
+def load_forget_grad(folder: str | Path, model_sha256: str) -> dict[str, torch.Tensor]:
+    """A ``save_forget_grad`` folder, refused when it was computed on another model."""
+    from safetensors.torch import load_file
+
+    from ..errors import ModelError
+
+    path = Path(folder)
+    if not (path / GRADS).exists():
+        raise ModelError(f"{path / GRADS} is missing; run the concept_grads stage")
+    have = json.loads((path / "manifest.json").read_text())["model_sha256"]
+    if have != model_sha256:
+        raise ModelError(f"{path} holds a gradient of model {have[:12]}..., not of the model "
+                         f"given ({model_sha256[:12]}...); run concept_grads again")
+    return load_file(str(path / GRADS))
+
+
+def requested(names: Sequence[str], sets_root: str | Path, retain_dir: str | Path, preprocess,
+              tokenizer) -> tuple[list[Request], PairData, PairData]:
+    """The main pipeline's ``concepts``: each one's resolution and forget-search pairs (the
+    ``concept_sets`` stage's folder), and the shared retain and retain-validation pairs (the
+    ``multi_retain`` stage's)."""
+    from ..concept import Concept
+    from ..errors import DataError
+    from ..sets.build import MANIFEST, load_split
+    from ..sets.many import concept_dir
+
+    reqs = []
+    for name in names:
+        folder = concept_dir(sets_root, name)
+        if not (folder / MANIFEST).exists():
+            raise DataError(f"{folder / MANIFEST} is missing; run the concept_sets stage")
+        concept = Concept.from_dict(json.loads((folder / MANIFEST).read_text())["concept"])
+        reqs.append(Request(concept, load_split(folder, "forget_search", preprocess, tokenizer)))
+    retain, val = (load_split(retain_dir, x, preprocess, tokenizer)
+                   for x in ("retain", "retain_val"))
+    return reqs, retain, val

@@ -10,7 +10,6 @@ concept (``llava.names_it``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,7 +20,7 @@ from safetensors.torch import load_file
 from ..datasets.shards import ReadReport, Shard, iter_samples
 from ..diffusion.text_encoder import apply_mapped
 from ..errors import DataError, ModelError, NumericalError
-from ..io import atomic_dir, save_tensors, write_json
+from ..io import atomic_dir, save_skipped, save_tensors
 from ..models.structure import tower
 from ..params import VLM_KINDS, RankParams, UnlearnParams, VLMParams
 from . import llava
@@ -91,7 +90,6 @@ class AnswerScorer:
 
 
 MAPPED = "vision_tower_patch.safetensors"
-SKIPPED = "skipped.json"
 
 
 def layers(rows: list[dict], grads: dict, r: RankParams, num_layers: int, feature_layer: int) -> list[str]:
@@ -175,17 +173,6 @@ def save(patch, mapped: dict[str, torch.Tensor], folder: str | Path) -> None:
     with atomic_dir(folder) as tmp:
         patch_mod.save(patch, tmp)
         save_tensors(tmp / MAPPED, mapped)
-
-
-def save_skipped(folder: str | Path, reason: str) -> None:
-    with atomic_dir(folder) as tmp:
-        write_json(tmp / SKIPPED, {"skipped": reason})
-
-
-def skipped(folder: str | Path) -> str | None:
-    """Why the patch folder holds no patch (a concept of a kind the VLM is not asked about)."""
-    path = Path(folder) / SKIPPED
-    return json.loads(path.read_text())["skipped"] if path.exists() else None
 
 
 def load_mapped(folder: str | Path) -> dict[str, torch.Tensor]:

@@ -1,0 +1,42 @@
+"""Stage concept_sets@<concept> (``concepts``: several at once): one concept resolved among the
+evaluation sets' class names, and its forget search and test splits, split as the concept alone
+gets them (``build_sets``), in ``multi.sets/<concept>``. DVC caches it per concept."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pipeline.concept import lookup
+from pipeline.datasets.shards import list_shards
+from pipeline.entry import run
+from pipeline.errors import ParamsError
+from pipeline.io import write_json
+from pipeline.params import Params
+from pipeline.sets.build import MANIFEST, SetsConfig
+from pipeline.sets.filter import filter_shards
+from pipeline.sets.many import aliases_of, build_many, check_requested, concept_dir
+from pipeline.sets.match import ConceptMatcher
+
+
+def main(p: Params) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("concept", help="an item of `concepts`")
+    name = ap.parse_args(sys.argv[1:]).concept
+    check_requested(p.concepts, p.multi.aliases)
+    if name not in p.concepts:
+        raise ParamsError(f"{name!r} is not in `concepts` ({', '.join(p.concepts) or 'none'})")
+    c = lookup(name, "auto", aliases_of(name, p.multi.aliases), p.data, p.eval.templates)
+    shards = list_shards(p.data.shards)
+    rows = filter_shards(shards, ConceptMatcher(c.name, c.aliases), p.filter.max_matches).rows
+    man = build_many(shards, {name: rows}, None, SetsConfig.from_params(p.sets, p.seed),
+                     p.multi.sets, None)
+    write_json(concept_dir(p.multi.sets, name) / MANIFEST,
+               {**man, "concept": c.to_dict(), "matches": len(rows)})
+    n = man["concepts"][name]
+    print(f"concept_sets: {c.kind} {c.label!r}: forget_search {n['forget_search']['n']}, "
+          f"forget_test {n['forget_test']['n']}")
+
+
+if __name__ == "__main__":
+    run(main)
