@@ -24,3 +24,10 @@ class ModelError(SlugError):
 
 class NumericalError(SlugError):
     """A loss or gradient is not finite."""
+
+
+def not_weights_only(path) -> ModelError:
+    """The one message for a checkpoint that holds pickled objects (never unpickled here)."""
+    return ModelError(f"{path} is not a weights-only checkpoint: it holds pickled Python objects, "
+                      f"which are never loaded (they can run code); convert it to safetensors "
+                      f"where you trust it (safetensors.torch.save_file(state_dict, ...))")

@@ -1,7 +1,8 @@
 """Atomic writes and hashing.
 
-Every artifact is written to a temporary file in the destination folder and then renamed over the
-target, so an interrupted stage never leaves a half-written file behind.
+Every artifact is written to a temporary file (or folder) beside its destination and then renamed
+over it, so an interrupted stage never leaves a half-written output behind. What a killed writer
+left (``.<name>.<pid>.*`` of a process that no longer runs) is removed by the next write.
 """
 
 from __future__ import annotations
@@ -18,12 +19,42 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _sweep(path: Path) -> str:
+    """Remove what killed writers of ``path`` left beside it (``.<name>.<pid>.*`` of a process
+    that no longer runs); return the temporary-name prefix of this process."""
+    import shutil
+
+    base = f".{path.name}."
+    for old in path.parent.glob(f"{glob_escape(base)}*"):
+        pid = old.name[len(base):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+    return f"{base}{os.getpid()}."
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal in a ``Path.glob`` pattern."""
+    import glob
+
+    return glob.escape(text)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_sweep(path), suffix=suffix + ".tmp", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts get the usual permissions
     tmp_path = Path(tmp)
@@ -43,7 +74,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_sweep(path), dir=path.parent))
     os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; artifacts get the usual permissions
     try:
         yield tmp

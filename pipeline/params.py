@@ -35,6 +35,7 @@ SELECTIVITY = ("none", "nullspace")  # unlearn.selectivity: the paper's step, or
 MAX_FRONTS = 3  # the gradients stage stores the forget gradients of fronts 1..MAX_FRONTS
 BASELINE_METHODS = ("ft", "ga", "gaft", "salun_ref", "ssd")
 ITERATIVE_METHODS = ("ft", "ga", "gaft", "salun_ref")
+DAMAGE_POLICIES = ("error", "skip")  # data.on_damaged_shard
 MULTI_STRATEGIES = ("joint", "sequential")  # several concepts at once (pipeline.unlearn.multi)
 VLM_KINDS = ("identity", "character", "object")  # what a VLM is asked to name
 MIX_KINDS = ("identity", "character", "object", "style", "distractor")
@@ -85,6 +86,8 @@ class DataParams:
     characters: str = field(metadata=_path())
     unlearncanvas: str = field(metadata=_path())
     nonmembers: str = field(metadata=_path())
+    on_damaged_shard: str = field(metadata=_choice(*DAMAGE_POLICIES))
+    max_damaged_share: float = field(metadata=_range(0.0, 1.0))
 
 
 @dataclass
@@ -409,6 +412,7 @@ class MultiParams:
     strategy: str = field(metadata=_choice(*MULTI_STRATEGIES))
     rounds: int = field(metadata=_range(1))
     aliases: dict
+    kinds: dict
     sets: str = field(metadata=_path())
     grads: str = field(metadata=_path())
     retain: str = field(metadata=_path())
@@ -525,11 +529,33 @@ def _fields(template: str) -> list[str]:
         return []
 
 
+def _validate_concepts(p: Params) -> None:
+    """``concepts``, ``multi.aliases`` and ``multi.kinds``: each concept named once (the name
+    rule); each alias list and kind under a concept of the list; each kind a known one."""
+    from .names import key
+
+    keys = [key(c) for c in p.concepts]  # non-empty strings: checked by type
+    if len(set(keys)) != len(keys):
+        _fail("concepts", "must name each concept once", p.concepts)
+    for group in ("aliases", "kinds"):
+        for name in getattr(p.multi, group):
+            if key(name) not in keys:
+                _fail(f"multi.{group}.{name}", f"names no concept of `concepts` "
+                      f"({', '.join(p.concepts) or 'none'})", name)
+    for name, more in p.multi.aliases.items():
+        if not isinstance(more, list) or not all(isinstance(a, str) and a.strip() for a in more):
+            _fail(f"multi.aliases.{name}", "must be a list of non-empty strings", more)
+    for name, kind in p.multi.kinds.items():
+        if kind not in ("auto", *CONCEPT_KINDS):
+            _fail(f"multi.kinds.{name}", f"must be one of auto, {', '.join(CONCEPT_KINDS)}", kind)
+
+
 def from_dict(raw: dict) -> Params:
     if not isinstance(raw, dict):
         raise ParamsError("params.yaml must be a mapping of stage groups")
     p = _build(Params, raw)
     _validate_mix(p)
+    _validate_concepts(p)
     refs = ref_keys()
     for name, value in p.refs.items():
         if name not in refs.values():

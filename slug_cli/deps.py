@@ -379,7 +379,8 @@ def params_read(root: Path, module: str) -> set[str]:
 
 
 def _leaves(tree, prefix: str = "") -> list[str]:
-    if isinstance(tree, dict):
+    """The keys under ``tree``; an empty dict (``multi.kinds: {}``) is a key itself."""
+    if isinstance(tree, dict) and tree:
         return [k for name, v in tree.items() for k in _leaves(v, f"{prefix}{name}.")]
     return [prefix.rstrip(".")]
 

@@ -277,6 +277,17 @@ def multi_full(root: Path) -> str:
                rows)
 
 
+def multi_sd(root: Path) -> str:
+    """Two concepts at once on the diffusion pipeline's text encoder, per strategy: the share of
+    each one's generations judged as it, and of the retained concepts', before → after."""
+    runs = _load(root, "multi")["sd"]
+    rows = [[r["strategy"] + ("" if r["reached"] else " (missed)"),
+             *(f"{v['before']:.0f} → {v['after']:.0f}" for v in r["forgotten"].values()),
+             f"{r['retained_before']:.1f} → {r['retained_after']:.1f}", f"{r['unlearn_s']:.0f}"]
+            for r in runs]
+    return _md(["strategy", *runs[0]["forgotten"], "retained concepts", "unlearning s"], rows)
+
+
 def _canvas(root: Path) -> dict:
     import yaml
 
@@ -510,7 +521,8 @@ TABLES = {"pretrain": pretrain, "smoke": smoke, "slug": slug, "compare": compare
           "canvas_geometry": canvas_geometry,
           "verdict": verdict,
           "reliability_line": reliability_line, "vlm": vlm, "vlm_answers": vlm_answers,
-          "multi": multi, "multi_full": multi_full}
+          "multi": multi, "multi_full": multi_full,
+          "multi_sd": multi_sd}
 FILES = ("README.md", "docs/results.md", "docs/protocol.md", "docs/real-data.md")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pipeline.concept import lookup
 from pipeline.datasets.shards import list_shards
-from pipeline.entry import run
+from pipeline.entry import metrics_path, run
 from pipeline.io import sha256_file, write_json
 from pipeline.params import Params
 from pipeline.sets.build import MANIFEST, SetsConfig, build_sets
@@ -22,9 +22,12 @@ def main(p: Params) -> None:
     nonmembers = list_shards(p.data.nonmembers) if s.n_nonmembers else []
     manifest = build_sets(list_shards(p.data.shards), rows,
                           ConceptMatcher(concept.name, concept.aliases),
-                          SetsConfig.from_params(s, p.seed), Path(s.out), nonmembers)
+                          SetsConfig.from_params(s, p.seed, p.data), Path(s.out), nonmembers)
     manifest.update(concept=concept.to_dict(), index_sha256=sha256_file(p.filter.out))
     write_json(Path(s.out) / MANIFEST, manifest)
+    write_json(metrics_path("build_sets"), {
+        "concept": concept.label, "splits": {k: v["n"] for k, v in manifest["splits"].items()},
+        "skipped": manifest["skipped"], "on_damaged_shard": p.data.on_damaged_shard})
     sizes = ", ".join(f"{k} {v['n']}" for k, v in manifest["splits"].items())
     print(f"build_sets: {concept.kind} {concept.label!r}: {sizes}; skipped {manifest['skipped']}")
 

@@ -10,26 +10,24 @@ import sys
 from pipeline.concept import lookup
 from pipeline.datasets.shards import list_shards
 from pipeline.entry import run
-from pipeline.errors import ParamsError
 from pipeline.io import write_json
 from pipeline.params import Params
 from pipeline.sets.build import MANIFEST, SetsConfig
 from pipeline.sets.filter import filter_shards
-from pipeline.sets.many import aliases_of, build_many, check_requested, concept_dir
+from pipeline.sets.many import build_many, concept_dir, for_concept
 from pipeline.sets.match import ConceptMatcher
 
 
 def main(p: Params) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("concept", help="an item of `concepts`")
+    ap.add_argument("concept", help="an item of `concepts` (dvc.yaml's foreach passes it)")
     name = ap.parse_args(sys.argv[1:]).concept
-    check_requested(p.concepts, p.multi.aliases)
-    if name not in p.concepts:
-        raise ParamsError(f"{name!r} is not in `concepts` ({', '.join(p.concepts) or 'none'})")
-    c = lookup(name, "auto", aliases_of(name, p.multi.aliases), p.data, p.eval.templates)
+    m = p.multi
+    c = lookup(name, for_concept(name, m.kinds, "auto"), tuple(for_concept(name, m.aliases, ())),
+               p.data, p.eval.templates)
     shards = list_shards(p.data.shards)
     rows = filter_shards(shards, ConceptMatcher(c.name, c.aliases), p.filter.max_matches).rows
-    man = build_many(shards, {name: rows}, None, SetsConfig.from_params(p.sets, p.seed),
+    man = build_many(shards, {name: rows}, None, SetsConfig.from_params(p.sets, p.seed, p.data),
                      p.multi.sets, None)
     write_json(concept_dir(p.multi.sets, name) / MANIFEST,
                {**man, "concept": c.to_dict(), "matches": len(rows)})

@@ -20,7 +20,10 @@ def main(p: Params) -> None:
     write_index(p.filter.out, result.rows)
     write_json(metrics_path("filter"), {
         "concept": p.concept, "aliases": p.filter.aliases, "matches": len(result.rows),
-        "scanned": result.scanned, "capped": result.capped, "per_shard": result.per_shard})
+        "scanned": result.scanned, "capped": result.capped, "per_shard": result.per_shard,
+        "skipped_captions": {"total": sum(result.bad_captions.values()),
+                             "per_shard": result.bad_captions,
+                             "why": "null or not a string"}})
     print(f"filter: {len(result.rows)} captions mention {p.concept!r} "
           f"({result.scanned} scanned{', capped' if result.capped else ''})")
 

@@ -38,8 +38,9 @@ def main(p: Params) -> None:
     sets = standard_sets(d.celeba, d.characters, d.imagenet, d.unlearncanvas, p.eval.templates)
     reqs, retain, val = M.load_requests(args.sets, b.preprocess, b.tokenizer)
     base = state_dict_hash(b.model)
-    res = M.forget(args.strategy, b.model, b.tokenizer, scorer_kinds(sets), reqs, retain, val,
-                   p.unlearn, p.rank, p.gradients, args.rounds, progress)
+    judge = M.clip_scorers(b.model, b.tokenizer, scorer_kinds(sets), val, p.unlearn)
+    res = M.forget(args.strategy, b.model, reqs, retain, judge, p.unlearn, p.rank, p.gradients,
+                   args.rounds, progress)
     stack = S.Stack(res.strategy, base, M.patches(b.model, res, reqs, lambda r: {
         "concept": r.concept.label, "kind": r.concept.kind, "base_model": b.describe()}))
     S.save(stack, Path(args.out) / "stack")

@@ -11,19 +11,18 @@ from pipeline.entry import run
 from pipeline.io import save_skipped, write_json
 from pipeline.params import Params
 from pipeline.sets.build import MANIFEST, SetsConfig
-from pipeline.sets.many import aliases_of, build_many, check_requested
+from pipeline.sets.many import build_many, for_concept
 from pipeline.sets.match import ConceptMatcher
 
 
 def main(p: Params) -> None:
-    check_requested(p.concepts, p.multi.aliases)
     out = p.multi.retain
     if not p.concepts:
         save_skipped(out, "no concepts requested (params: concepts)")
         return print("multi_retain: skipped (no concepts)")
-    terms = [t for c in p.concepts for t in (c, *aliases_of(c, p.multi.aliases))]
+    terms = [t for c in p.concepts for t in (c, *for_concept(c, p.multi.aliases, ()))]
     man = build_many(list_shards(p.data.shards), {}, ConceptMatcher(terms[0], terms[1:]),
-                     SetsConfig.from_params(p.sets, p.seed), None, out)
+                     SetsConfig.from_params(p.sets, p.seed, p.data), None, out)
     write_json(Path(out) / MANIFEST, {**man, "excluded": terms})
     print(f"multi_retain: retain {man['splits']['retain']['n']}, retain_val "
           f"{man['splits']['retain_val']['n']}, none naming {', '.join(p.concepts)}")

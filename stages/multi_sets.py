@@ -39,7 +39,7 @@ def main(p: Params) -> None:
     rows = {c.label: filter_shards(shards, ConceptMatcher(c.name), p.filter.max_matches).rows
             for c in concepts}
     anyone = ConceptMatcher(concepts[0].name, [c.name for c in concepts[1:]])
-    manifest = build_many(shards, rows, anyone, SetsConfig.from_params(p.sets, p.seed),
+    manifest = build_many(shards, rows, anyone, SetsConfig.from_params(p.sets, p.seed, p.data),
                           Path(args.out) / "concepts", args.out)
     manifest["concepts_resolved"] = [c.to_dict() for c in concepts]
     write_json(Path(args.out) / MANIFEST, manifest)

@@ -31,7 +31,8 @@ def main(p: Params) -> None:
     names = {r.concept.label: n for r, n in zip(reqs, p.concepts)}
     kinds = scorer_kinds(standard_sets(d.celeba, d.characters, d.imagenet, d.unlearncanvas,
                                        p.eval.templates))
-    res = M.forget(p.multi.strategy, b.model, b.tokenizer, kinds, reqs, retain, val, p.unlearn,
+    res = M.forget(p.multi.strategy, b.model, reqs, retain,
+                   M.clip_scorers(b.model, b.tokenizer, kinds, val, p.unlearn), p.unlearn,
                    p.rank, p.gradients, p.multi.rounds, progress, lambda r: M.load_forget_grad(
                        M.grads_dir(p.multi.grads, names[r.concept.label]), base))
     S.save(S.Stack(res.strategy, base, M.patches(b.model, res, reqs, lambda r: {

@@ -24,7 +24,8 @@ def main(p: Params) -> None:
     bundle = from_params(p.model, p.device)
     with atomic_dir(p.pool.out) as tmp:
         start = time.time()
-        data_manifest = build_pool(list_shards(p.data.shards), p.pool.n, p.seed, tmp / RP.DATA)
+        data_manifest = build_pool(list_shards(p.data.shards), p.pool.n, p.seed, tmp / RP.DATA,
+                                   p.data.on_damaged_shard, p.data.max_damaged_share)
         data = RP.load_data(tmp, bundle.preprocess, bundle.tokenizer)
         load_s = time.time() - start
         start = time.time()

@@ -27,7 +27,7 @@ def main(p: Params) -> None:
     concept = read_concept(p.sets.out)
     d = p.data
     sets = standard_sets(d.celeba, d.characters, d.imagenet, d.unlearncanvas, p.eval.templates)
-    names, prompts, judge = U.prompts_and_judge(sets, concept, e.templates, e.judge_over,
+    names, prompts, judge = U.prompts_and_judge(sets, [concept], e.templates, e.judge_over,
                                                 e.retained_per_kind, bundle)
     g = G.before_after(pipe, mapped, prompts, names, judge, e.images_per_prompt, p.seed, e.steps,
                        e.guidance)

@@ -50,9 +50,9 @@ def main(p: Params) -> None:
                       data=split_hashes(sets, ("forget_search", "retain_val")),
                       gradients_sha256=sha256_file(f"{p.gradients.out}/{W.GRADS}"), seed=p.seed,
                       selectivity=res.selectivity)
-    patch_mod.save(patch, u.out)
+    write_json(metrics_path("unlearn"), {**W.metrics(s, concept, patch, bundle.model),
+                                         "patch_fingerprint": patch_mod.save(patch, u.out)})
     W.write_trace(u.trace, s)
-    write_json(metrics_path("unlearn"), W.metrics(s, concept, patch, bundle.model))
     print(W.line(s))
 
 

@@ -127,7 +127,7 @@ def test_timm_checkpoint_loads_weights_only_and_checks_its_head(tmp_path):
         C.load(arch, ok, [f"c{i}" for i in range(20)], "canvas.objects", key="state")
     evil = tmp_path / "evil.pth"
     torch.save({"model_state_dict": {"head.weight": torch.zeros(20, 1)}, "x": object()}, evil)
-    with pytest.raises(ModelError, match="weights_only=True"):
+    with pytest.raises(ModelError, match="evil.pth is not a weights-only checkpoint"):
         C.load(arch, evil, [f"c{i}" for i in range(20)], "canvas.objects")
     with pytest.raises(ModelError, match="not found"):
         C.load(arch, tmp_path / "nope.pth", TINY_OBJECTS, "canvas.objects")

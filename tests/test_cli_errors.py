@@ -52,6 +52,22 @@ def test_cli_missing_pretrained(tmp_path):
     assert "dvc repro" not in proc.stderr  # a real checkpoint is not made by a stage
 
 
+def test_cli_a_pickled_checkpoint_is_named_not_run(tmp_path):
+    """A checkpoint with a malicious ``__reduce__`` is never executed, and the user gets one line
+    naming the file and the fix (was: torch's multi-line UnpicklingError traceback)."""
+    code = "import os\nclass Evil:\n    def __reduce__(self):\n" \
+        f"        return (os.system, ('touch {tmp_path / 'PWNED'}',))\n" \
+        f"import torch; torch.save({{'w': Evil()}}, '{tmp_path / 'evil.pt'}')"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert not (tmp_path / "PWNED").exists()
+    evil = str(tmp_path / "evil.pt")
+    pfile = write_params(tmp_path / "p.yaml", {"model": {"pretrained": evil},
+                                               "refs": {"clip": evil}})
+    proc = run_module("slug_cli", "model", "--file", str(pfile), cwd=ROOT)
+    _one_line_error(proc, f"{evil} is not a weights-only checkpoint", "convert it to safetensors")
+    assert not (tmp_path / "PWNED").exists()
+
+
 def test_cli_tiny_checkpoint_not_trained_yet(tmp_path):
     out = str(tmp_path / "tiny.safetensors")
     proc = _run(["-m", "slug_cli", "model"], {"pretrain": {"out": out},
@@ -94,7 +110,7 @@ def test_export_needs_out(tmp_path):
 
 def test_cli_export_round_trip_and_refusal(tmp_path):
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import load_file, save_file
 
     from pipeline.models.factory import build
     from pipeline.models.structure import state_dict_hash
@@ -130,6 +146,14 @@ def test_cli_export_round_trip_and_refusal(tmp_path):
     _one_line_error(proc, "made for base model ffffffffffff")
     assert not (tmp_path / "x.st").exists()
 
+    # tampered: the same shape, the tensor multiplied by 100 (was written without a word)
+    tensors = {k: v * 100 for k, v in load_file(str(tmp_path / "good" / P.TENSORS)).items()}
+    save_file(tensors, str(tmp_path / "good" / P.TENSORS))
+    proc = run_module("slug_cli", "export", "--file", str(pfile), "--patch",
+                      str(tmp_path / "good"), "--out", str(tmp_path / "y"), cwd=ROOT)
+    _one_line_error(proc, "tensor visual.proj differs from the one the patch was made with")
+    assert not (tmp_path / "y").exists()
+
 
 def test_cli_exports_a_patch_stack_as_one_model(tmp_path):
     import torch
@@ -162,11 +186,12 @@ def test_cli_exports_a_patch_stack_as_one_model(tmp_path):
 
 def test_sd_export_to_a_folder_that_is_not_a_pipeline(tmp_path):
     import torch
-    from safetensors.torch import save_file
+
+    from pipeline.unlearn import patch as P
 
     (tmp_path / "not-a-pipeline").mkdir()
-    (tmp_path / "patch").mkdir()
-    save_file({"x": torch.zeros(1)}, str(tmp_path / "patch" / "text_encoder_patch.safetensors"))
+    P.save(P.Patch({}, {}), tmp_path / "patch",
+           {"text_encoder_patch.safetensors": {"x": torch.zeros(1)}})
     proc = _run(["-m", "slug_cli", "export-sd", "--file", str(tmp_path / "params.yaml"),
                  "--patch", str(tmp_path / "patch"), "--pipeline",
                  str(tmp_path / "not-a-pipeline"), "--out", str(tmp_path / "o")], {}, tmp_path)

@@ -38,6 +38,7 @@ def test_the_check_sees_a_missing_dep(tmp_path):
     st["params"] = [p for p in st["params"] if p != "unlearn"] + ["unlearn.target"]
     raw["stages"]["evaluate"]["deps"].append("metrics/unlearn.json")
     raw["stages"]["gradients"]["deps"].remove("data/refs/clip")
+    raw["stages"]["concept_sets"]["do"]["params"].remove("multi.kinds")  # its value is {}
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     found = "\n".join(deps.check(tmp_path))
     assert "unlearn: imports pipeline/unlearn/trials.py, not a declared dep" in found
@@ -45,6 +46,7 @@ def test_the_check_sees_a_missing_dep(tmp_path):
     assert "unlearn: reads param unlearn.topk, not declared under params" in found
     assert "evaluate: depends on the metrics file metrics/unlearn.json" in found
     assert "gradients: loads the model reference tracked in data/refs/clip" in found
+    assert "concept_sets@<item>: reads param multi.kinds, not declared under params" in found
 
 
 def test_no_stage_imports_another_stage_or_reads_a_metrics_file():

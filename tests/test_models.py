@@ -49,8 +49,11 @@ def test_missing_pretrained_file_is_a_clear_error(tmp_path):
 
 
 def test_unknown_pretrained_tag_is_a_clear_error():
-    with pytest.raises(ModelError, match="unknown pretrained tag 'laion9000'.*laion400m_e32"):
+    with pytest.raises(ModelError, match="'laion9000' is neither a file or folder here nor a "
+                                         "pretrained tag of ViT-B-32.*laion400m_e32"):
         build("ViT-B-32", "laion9000")
+    with pytest.raises(ModelError, match="pipeline is a folder without open_clip_config.json"):
+        build("tiny-clip", "pipeline")  # a folder is named as a folder, not as a tag
 
 
 def test_checkpoint_of_another_architecture_is_a_clear_error(tmp_path):

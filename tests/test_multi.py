@@ -240,3 +240,31 @@ def test_a_stack_round_trips_through_its_folder_and_exports_as_one_model(tiny, t
         assert all(torch.equal(v, want[k]) for k, v in loaded.state_dict().items())
     finally:
         patch_mod.revert(model, originals)
+
+
+# ------------------------------------------------------------------ the `concepts` params
+
+def test_concepts_aliases_and_kinds_are_checked_and_found_under_any_spelling():
+    from pipeline import params
+    from pipeline.errors import ParamsError
+    from pipeline.sets.many import for_concept
+
+    from .helpers import params_dict
+
+    def load(concepts, aliases, kinds):
+        return params.from_dict(params_dict({"concepts": concepts,
+                                             "multi": {"aliases": aliases, "kinds": kinds}}))
+
+    load(["Elon Musk", "Iron Man"], {"elon musk": ["Musk"]}, {"IRON MAN": "character"})
+    assert for_concept("Iron Man", {"IRON MAN": "character"}, "auto") == "character"
+    assert for_concept("Elon Musk", {"IRON MAN": "character"}, "auto") == "auto"
+    assert for_concept("Elon  Musk", {"elon musk": ["Musk"]}, ()) == ["Musk"]
+    for concepts, aliases, kinds, said in [
+            (["Elon Musk", "elon musk"], {}, {}, "concepts must name each concept once"),
+            (["Elon Musk", ""], {}, {}, "concepts must hold non-empty"),
+            (["Elon Musk"], {"Taylor Swift": ["Tay"]}, {}, "multi.aliases.Taylor Swift names no"),
+            (["Elon Musk"], {}, {"Iron Man": "character"}, "multi.kinds.Iron Man names no"),
+            (["Elon Musk"], {"Elon Musk": "Musk"}, {}, "must be a list"),
+            (["Iron Man"], {}, {"Iron Man": "hero"}, "must be one of auto")]:
+        with pytest.raises(ParamsError, match=said):
+            load(concepts, aliases, kinds)

@@ -428,7 +428,7 @@ def test_test_fraction_and_nonmembers_without_the_concept(micro_world, tmp_path)
     captions = {str(k): c for s in holdout for k, c in zip(read_metadata(s)["key"],
                                                              read_metadata(s)["caption"])}
     assert any(m(c) for c in captions.values())  # the holdout does mention the concept
-    cfg = dataclasses.replace(SetsConfig.from_params(make_params().sets, 0), test_fraction=0.25,
+    cfg = dataclasses.replace(SetsConfig.from_params(make_params().sets, 0, make_params().data), test_fraction=0.25,
                               n_retain=10, n_retain_val=5, n_nonmembers=10_000)  # all there are
     man = build_sets(shards, rows, m, cfg, tmp_path, holdout)
     assert man["splits"]["forget_test"]["n"] == round(0.25 * len(rows))

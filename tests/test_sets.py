@@ -57,7 +57,7 @@ def test_build_sets_needs_two_forget_samples(micro_world, tmp_path):
     rows = filter_shards(shards, ConceptMatcher("Elon Musk"), 1).rows
     with pytest.raises(DataError, match="cannot be split"):
         build_sets(shards, rows, ConceptMatcher("Elon Musk"),
-                   SetsConfig.from_params(make_params().sets, 0), tmp_path)
+                   SetsConfig.from_params(make_params().sets, 0, make_params().data), tmp_path)
 
 
 def test_build_many_gives_each_concept_its_lone_split_and_a_retain_that_names_none(micro_world,

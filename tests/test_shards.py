@@ -88,3 +88,70 @@ def test_no_shards_is_a_clear_error(tmp_path):
         list_shards(tmp_path)
     with pytest.raises(DataError, match="does not exist"):
         list_shards(tmp_path / "nope")
+
+
+def test_null_and_non_string_captions_are_skipped_and_counted(world_copy):
+    """Real LAION metadata has null captions; ``filter`` crashed on them (TypeError)."""
+    import pyarrow as pa
+
+    from pipeline.sets.filter import filter_shards
+    from pipeline.sets.match import ConceptMatcher
+
+    shards = list_shards(world_copy / "laion")
+    df = pq.read_table(shards[0].parquet).to_pandas()
+    ok = df.index[df.status == "success"]
+    df["caption"] = df["caption"].astype(object)
+    df.loc[ok[:3], "caption"] = None
+    df.loc[ok[3], "caption"] = float("nan")
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), shards[0].parquet)
+    before = filter_shards(shards[1:], ConceptMatcher("Elon Musk"), 10_000)
+    res = filter_shards(shards, ConceptMatcher("Elon Musk"), 10_000)
+    assert res.bad_captions == {"00000": 4}
+    assert read_metadata(shards[0]).attrs["bad_captions"] == 4
+    assert len(read_metadata(shards[0])) == len(ok) - 4
+    assert res.scanned == before.scanned + len(ok) - 4
+
+
+def _samples(shard):
+    from pipeline.datasets.shards import iter_raw
+
+    return list(iter_raw(shard))
+
+
+def test_a_damaged_shard_is_skipped_named_and_bounded_under_skip(world_copy):
+    """``data.on_damaged_shard: skip``: the readable samples of a truncated shard are used, the
+    shard is named in ``skipped``, and the run fails only past ``max_damaged_share``."""
+    from pipeline.sets.build import collect
+
+    shards = list_shards(world_copy / "laion")
+    whole = _samples(shards[0])
+    data = shards[0].tar.read_bytes()
+    shards[0].tar.write_bytes(data[: len(data) // 2 + 100])
+    wanted = {(s.name, str(k)): "x" for s in shards for k in read_metadata(s)["key"]}
+    with pytest.raises(DataError, match="truncated or corrupt.*on_damaged_shard: skip"):
+        collect(shards, wanted, {})
+    skipped = {}
+    got = collect(shards, wanted, skipped, "skip", 0.5)["x"]
+    assert list(skipped["damaged_shards"]) == ["00000"]
+    first = [k for k, _ in got if (shards[0].name, k) in wanted and k in dict(whole)]
+    assert 0 < len(first) < len(whole)  # read up to the damage
+    assert [k for k, _ in got][len(first):] == [k for k, _ in _samples(shards[1])]
+    with pytest.raises(DataError, match="1 of 2 shard.*max_damaged_share=0.4"):
+        collect(shards, wanted, {}, "skip", 0.4)
+
+
+def test_a_cut_on_a_member_boundary_is_caught_by_the_stats_count(world_copy):
+    """A tar cut exactly between samples reads as a clean end; ``_stats.json`` says more."""
+    from pipeline.datasets.shards import write_tar
+
+    shard = list_shards(world_copy / "laion")[0]
+    whole = _samples(shard)
+    write_tar(shard.tar, whole[:-3])
+    with pytest.raises(DataError, match=f"{len(whole) - 3} samples where its _stats.json "
+                                        f"counts {len(whole)}"):
+        _samples(shard)
+    from pipeline.datasets.shards import iter_raw
+
+    damaged = {}
+    assert len(list(iter_raw(shard, None, damaged))) == len(whole) - 3
+    assert "cut short" in damaged["00000"]

@@ -106,6 +106,69 @@ def _patch(model, layer="visual.proj"):
                                   "layers": [layer], "lambda": 0.01})
 
 
+def test_a_patch_is_tamper_evident_in_every_file_it_holds(tiny, tmp_path):
+    """Each tensor and the manifest's content carry a SHA-256; a change to any of them (same
+    shapes, same JSON keys) is refused when the patch is read, and so is a manifest with no
+    hashes. The extra file (a mapping onto another model) is checked the same way."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    patch = _patch(tiny.model)
+    mapped = {"encoder.layers.0.self_attn.out_proj.weight": torch.ones(2, 2)}
+    P.save(patch, tmp_path / "p", {"mapped.safetensors": mapped})
+    assert torch.equal(P.read_tensors(tmp_path / "p", "mapped.safetensors")[
+        "encoder.layers.0.self_attn.out_proj.weight"], torch.ones(2, 2))
+    man = json.loads((tmp_path / "p" / P.MANIFEST).read_text())
+    assert set(man["integrity"]["tensors"]) == {P.TENSORS, "mapped.safetensors"}
+
+    def tampered(edit) -> str:
+        import shutil
+
+        shutil.rmtree(tmp_path / "t", ignore_errors=True)
+        shutil.copytree(tmp_path / "p", tmp_path / "t")
+        edit(tmp_path / "t")
+        with pytest.raises(ModelError) as e:
+            P.load(tmp_path / "t")
+            P.read_tensors(tmp_path / "t", "mapped.safetensors")
+        return str(e.value)
+
+    def scale(folder, name=P.TENSORS):
+        save_file({k: v * 100 for k, v in load_file(str(folder / name)).items()},
+                  str(folder / name))
+
+    def edit_manifest(folder, change):
+        m = json.loads((folder / P.MANIFEST).read_text())
+        change(m)
+        (folder / P.MANIFEST).write_text(json.dumps(m))
+
+    assert "tensor visual.proj differs" in tampered(scale)
+    assert "differs" in tampered(lambda f: scale(f, "mapped.safetensors"))
+    assert "changed after it was written" in tampered(
+        lambda f: edit_manifest(f, lambda m: m.update({"lambda": 0.02})))
+    assert "changed after it was written" in tampered(
+        lambda f: edit_manifest(f, lambda m: m["integrity"]["tensors"][P.TENSORS].update(
+            {"visual.proj": "0" * 64})))
+    assert "with its hashes" in tampered(lambda f: edit_manifest(f, lambda m: m.pop("integrity")))
+    assert "not a readable safetensors" in tampered(
+        lambda f: (f / P.TENSORS).write_bytes((f / P.TENSORS).read_bytes()[:40]))
+
+
+def test_a_stack_refuses_a_tampered_patch(tiny, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from pipeline.unlearn import stack as S
+
+    h = state_dict_hash(tiny.model)
+    S.save(S.Stack("joint", h, [_patch(tiny.model), _patch(tiny.model, "text_projection")]),
+           tmp_path / "s")
+    second = sorted(p for p in (tmp_path / "s").iterdir() if p.is_dir())[1]
+    t = load_file(str(second / P.TENSORS))
+    save_file({k: v.flip(0) for k, v in t.items()}, str(second / P.TENSORS))
+    with pytest.raises(ModelError, match="text_projection differs"):
+        S.load(tmp_path / "s")
+
+
 def test_patch_apply_revert_and_export_round_trip(tiny, tmp_path):
     model = tiny.model
     base = state_dict_hash(model)

@@ -170,3 +170,16 @@ def test_pruning_stops_the_layers_that_cannot_win_and_keeps_the_choice():
 def test_a_rising_retain_score_is_flagged_not_monotone():
     t = [slug.Trial(1.0, 1.0, 0.5, False), slug.Trial(2.0, 0.0, 0.6, True)]
     assert not slug.monotone(t) and slug.monotone(t[:1])
+
+
+def test_nan_weights_stop_the_gradient_pass_with_one_error():
+    from pipeline.errors import NumericalError
+    from pipeline.models.factory import build
+    from pipeline.unlearn.gradients import batch_gradient
+
+    torch.manual_seed(0)
+    m = build("tiny-clip")
+    with torch.no_grad():
+        m.model.visual.proj[0, 0] = float("nan")
+    with pytest.raises(NumericalError, match="forget loss is not finite on a batch of 2"):
+        batch_gradient(m.model, torch.randn(2, 3, 32, 32), m.tokenizer(["a", "b"]), "forget")

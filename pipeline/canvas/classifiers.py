@@ -8,6 +8,7 @@ class indices.
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from ..errors import ModelError
+from ..errors import ModelError, not_weights_only
 from ..io import save_tensors, tensors_meta
 
 TINY = "tiny-cnn"
@@ -114,6 +115,8 @@ def load(arch: str, path: str | Path, classes: list[str], what: str, key: str = 
             raise ModelError(f"classifier arch {arch!r} needs timm") from exc
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise not_weights_only(path) from None
         except Exception as exc:  # pickle / zip errors come in many types
             raise ModelError(f"cannot read classifier checkpoint {path} with weights_only=True: "
                              f"{exc}") from exc

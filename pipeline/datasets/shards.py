@@ -10,7 +10,8 @@ A shard ``NNNNN`` is three files side by side:
 * ``NNNNN_stats.json``: counts (``count``, ``successes``, ``failed_to_download``, ...).
 
 Reading is streaming and strict: a truncated tar is an error (it would silently shorten a forget
-set), a sample whose image does not decode is skipped and counted.
+set) unless the caller records damaged shards instead (``data.on_damaged_shard: skip``); a
+sample whose image does not decode is skipped and counted.
 """
 
 from __future__ import annotations
@@ -90,8 +91,12 @@ def list_shards(root: str | Path) -> list[Shard]:
 # metadata
 
 
+BAD_CAPTIONS = "bad_captions"  # read_metadata's attrs: rows skipped for a null or non-string caption
+
+
 def read_metadata(shard: Shard, columns: Iterable[str] = ("key", "caption")):
-    """The shard's parquet as a pandas DataFrame with (at least) ``columns``.
+    """The shard's parquet as a pandas DataFrame with (at least) ``columns``. Rows whose caption
+    is null or not a string are dropped and counted (``df.attrs[BAD_CAPTIONS]``).
 
     A missing file or column is a DataError that names the file, the missing column and the
     columns that are present.
@@ -110,23 +115,28 @@ def read_metadata(shard: Shard, columns: Iterable[str] = ("key", "caption")):
         raise DataError(f"{shard.parquet} has no column {', '.join(map(repr, missing))} "
                         f"(columns: {', '.join(names)})")
     extra = [c for c in ("status",) if c in names and c not in columns]
-    table = pq.read_table(shard.parquet, columns=columns + extra)
-    df = table.to_pandas()
-    if "status" in df.columns:  # only downloaded samples are in the tar
-        df = df[df["status"] == "success"]
-        if "status" not in columns:
-            df = df.drop(columns="status")
-    return df.reset_index(drop=True)
+    try:  # a damaged row group or text that is not UTF-8 fails past a readable schema
+        df = pq.read_table(shard.parquet, columns=columns + extra).to_pandas()
+        if "status" in df.columns:  # only downloaded samples are in the tar
+            df = df[df["status"] == "success"]
+            if "status" not in columns:
+                df = df.drop(columns="status")
+        bad = 0
+        if "caption" in df.columns:  # real LAION metadata has null captions: skipped, counted
+            ok = df["caption"].map(lambda c: isinstance(c, str)).astype(bool)
+            bad = int((~ok).sum())
+            df = df[ok]
+    except Exception as exc:  # pyarrow and pandas raise many types on damaged data
+        raise DataError(f"{shard.parquet} is not a readable parquet file ({exc})") from None
+    df = df.reset_index(drop=True)
+    df.attrs[BAD_CAPTIONS] = bad
+    return df
 
 
 def count_samples(shard: Shard) -> int:
     """Successful samples in the shard: from ``_stats.json``, else by counting the tar."""
-    if shard.stats.exists():
-        try:
-            return int(json.loads(shard.stats.read_text())["successes"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"{shard.stats} has no integer 'successes' ({exc})") from None
-    return sum(1 for _ in iter_raw(shard))
+    n = _stats_successes(shard)
+    return sum(1 for _ in iter_raw(shard)) if n is None else n
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,14 +151,28 @@ def _split_member(name: str) -> tuple[str, str]:
     return prefix + key, ext.lower()
 
 
-def iter_raw(shard: Shard, keys: set[str] | None = None) -> Iterator[tuple[str, dict[str, bytes]]]:
+def _stats_successes(shard: Shard) -> int | None:
+    """``successes`` in the shard's ``_stats.json``, or None without one."""
+    if not shard.stats.exists():
+        return None
+    try:
+        return int(json.loads(shard.stats.read_text())["successes"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{shard.stats} has no integer 'successes' ({exc})") from None
+
+
+def iter_raw(shard: Shard, keys: set[str] | None = None, damaged: dict | None = None
+             ) -> Iterator[tuple[str, dict[str, bytes]]]:
     """Yield ``(key, {ext: bytes})`` for each sample in tar order, optionally only ``keys``.
 
-    Consecutive members with the same key form a sample (as webdataset groups them).
+    Consecutive members with the same key form a sample (as webdataset groups them). A damaged
+    shard (the tar breaks off, or it holds fewer samples than its ``_stats.json`` counts: a cut
+    on a member boundary reads as a clean end) is an error; with ``damaged`` given, the readable
+    samples are yielded and the shard is recorded there instead (name -> what was wrong).
     """
     if not shard.tar.exists():
         raise DataError(f"shard {shard.tar} does not exist")
-    current, files, n = None, {}, 0
+    current, files, n = None, {}, 0  # n: samples in the tar so far, wanted or not
     try:
         with tarfile.open(shard.tar, mode="r|*") as tf:
             for member in tf:
@@ -156,17 +180,39 @@ def iter_raw(shard: Shard, keys: set[str] | None = None) -> Iterator[tuple[str, 
                     continue
                 key, ext = _split_member(member.name)
                 if key != current:
-                    if current is not None and (keys is None or current in keys):
-                        yield current, files
+                    if current is not None:
                         n += 1
+                        if keys is None or current in keys:
+                            yield current, files
                     current, files = key, {}
                 if keys is None or key in keys:
                     files[ext] = tf.extractfile(member).read()
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        raise DataError(f"shard {shard.tar} is truncated or corrupt after {n} samples ({exc}); "
-                        f"re-download or regenerate it") from None
-    if current is not None and (keys is None or current in keys):
-        yield current, files
+        what = f"truncated or corrupt after {n} samples ({exc})"
+        if damaged is None:
+            raise DataError(f"shard {shard.tar} is {what}; re-download or regenerate it, or set "
+                            f"data.on_damaged_shard: skip") from None
+        damaged[shard.name] = what  # the sample being read when it broke is dropped
+        return
+    if current is not None:
+        n += 1
+        if keys is None or current in keys:
+            yield current, files
+    expected = _stats_successes(shard)
+    if expected is not None and n < expected:
+        what = f"{n} samples where its _stats.json counts {expected} (cut short)"
+        if damaged is None:
+            raise DataError(f"shard {shard.tar} holds {what}; re-download or regenerate it, or "
+                            f"set data.on_damaged_shard: skip")
+        damaged[shard.name] = what
+
+
+def check_damage(damaged: dict, n_shards: int, max_share: float) -> None:
+    """Fail when more than ``max_share`` of the ``n_shards`` read were damaged."""
+    if n_shards and len(damaged) / n_shards > max_share:
+        first = next(iter(damaged.items()))
+        raise DataError(f"{len(damaged)} of {n_shards} shard(s) read are damaged, more than "
+                        f"data.max_damaged_share={max_share}; first: {first[0]}: {first[1]}")
 
 
 def decode_image(data: bytes) -> Image.Image:

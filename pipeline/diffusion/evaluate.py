@@ -48,10 +48,10 @@ def table(g: Generations, prompts: list[J.Prompt]) -> list[dict]:
 
 
 def grid_rows(prompts: list[J.Prompt], per_kind: int = 2) -> list[int]:
-    """The prompts the figure shows: the target's, then ``per_kind`` retained ones of each kind."""
-    show, seen = [0], {}
-    for i, pr in enumerate(prompts[1:], 1):
-        if seen.setdefault(pr.kind, 0) < per_kind:
+    """The prompts the figure shows: the targets', then ``per_kind`` retained ones of each kind."""
+    show, seen = [i for i, pr in enumerate(prompts) if pr.target], {}
+    for i, pr in enumerate(prompts):
+        if not pr.target and seen.setdefault(pr.kind, 0) < per_kind:
             seen[pr.kind] += 1
             show.append(i)
     return show

@@ -30,12 +30,20 @@ def choose_prompts(classnames: dict[str, Sequence[str]], templates: dict[str, st
                    concept: str, concept_kind: str, retained_per_kind: int) -> list[Prompt]:
     """The target's prompt, then the first ``retained_per_kind`` other names of every kind that
     has a template (identities, characters, objects...)."""
-    out = [Prompt(concept, concept_kind, templates[concept_kind].format(concept), True)]
+    return prompts_for(classnames, templates, [(concept, concept_kind)], retained_per_kind)
+
+
+def prompts_for(classnames: dict[str, Sequence[str]], templates: dict[str, str],
+                targets: Sequence[tuple[str, str]], retained_per_kind: int) -> list[Prompt]:
+    """Each target's prompt (``(name, kind)``, in order), then the first ``retained_per_kind``
+    names of every kind that has a template and is none of the targets."""
+    out = [Prompt(c, k, templates[k].format(c), True) for c, k in targets]
     for kind, names in classnames.items():
         if kind not in templates:
             continue
-        others = [n for n in names if not same(n, concept)][:retained_per_kind]
-        out += [Prompt(n, kind, templates[kind].format(n), False) for n in others]
+        others = [n for n in names if not any(same(n, c) for c, _ in targets)]
+        out += [Prompt(n, kind, templates[kind].format(n), False)
+                for n in others[:retained_per_kind]]
     return out
 
 
@@ -84,8 +92,7 @@ def summarize(acc: dict[str, float], prompts: Sequence[Prompt]) -> dict:
     by_kind: dict[str, list[float]] = {}
     for p in retained:
         by_kind.setdefault(p.kind, []).append(acc[p.concept])
-    target = next(p for p in prompts if p.target)
-    return {"forget": acc[target.concept],
+    return {"forget": max(acc[p.concept] for p in prompts if p.target),  # the worst target
             "retained": sum(acc[p.concept] for p in retained) / max(1, len(retained)),
             "retained_by_kind": {k: sum(v) / len(v) for k, v in by_kind.items()},
             "per_concept": acc}

@@ -21,11 +21,11 @@ SEARCH_SEED_OFFSET = 10_000_000  # search generations never share a seed with ev
 
 
 @contextlib.contextmanager
-def layer_in_pipeline(pipe, clip_model, layer: str):
-    """Map the open_clip text layer's *current* value onto the pipeline's text encoder for the
+def layers_in_pipeline(pipe, clip_model, layers):
+    """Map the open_clip text layers' *current* values onto the pipeline's text encoder for the
     duration of a trial; restore the encoder's original tensors afterwards."""
-    current = {layer: dict(clip_model.named_parameters())[layer].detach()}
-    mapped = hf_text.map_patch(current, pipe.text_encoder)
+    params = dict(clip_model.named_parameters())
+    mapped = hf_text.map_patch({x: params[x].detach() for x in layers}, pipe.text_encoder)
     enc = pipe.text_encoder.state_dict()
     originals = {k: enc[k].detach().clone() for k in mapped}
     hf_text.apply_mapped(pipe.text_encoder, mapped)
@@ -58,15 +58,20 @@ class GenerationScorer:
     def prepare(self, layer: str, direction=None) -> None:  # generation: nothing to cache
         self.layer = layer
 
-    def _share(self, s: PromptSet) -> float:
+    def hits(self, s: PromptSet) -> list[bool]:
+        """One hit per image of ``s``, prompt after prompt (``per_prompt`` images each)."""
         hits = []
         texts = [p.text for p in s.prompts]
         for start, images in sd_mod.generate_chunks(self.pipe, texts, s.per_prompt, s.seed,
                                                     self.steps, self.guidance, self.size):
             chunk = s.prompts[start:start + len(images) // s.per_prompt]
             hits += self.judge(images, chunk, s.per_prompt)
+        return hits
+
+    def _share(self, s: PromptSet) -> float:
+        hits = self.hits(s)
         return sum(hits) / len(hits)
 
     def score(self) -> tuple[float, float, dict]:
-        with layer_in_pipeline(self.pipe, self.clip, self.layer):
+        with layers_in_pipeline(self.pipe, self.clip, [self.layer]):
             return self._share(self.target), self._share(self.retained), {}

@@ -3,11 +3,12 @@ fixed seeds (the tiny pipeline is assembled and trained in ``tiny``)."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
 
-from ..errors import ModelError
+from ..errors import ModelError, not_weights_only
 from . import text_encoder as hf_text
 
 
@@ -23,6 +24,8 @@ def load(name_or_folder: str, device: str | torch.device = "cpu"):
         pipe = StableDiffusionPipeline.from_pretrained(
             name_or_folder, safety_checker=None, requires_safety_checker=False,
             local_files_only=True)
+    except pickle.UnpicklingError:
+        raise not_weights_only(name_or_folder) from None
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load the diffusion pipeline {name_or_folder!r}: "
                          f"{str(exc).splitlines()[0]}") from None

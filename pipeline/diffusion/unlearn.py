@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors.torch import load_file
 
 from ..errors import DataError, ModelError, NumericalError
-from ..io import atomic_dir, save_tensors
 from ..models.structure import tower
 from ..params import RankParams, SDEvaluateParams, SDSearchParams, UnlearnParams
 from ..unlearn import patch as patch_mod
@@ -42,14 +40,15 @@ def layers(rows: list[dict], grads: dict, r: RankParams, encoder) -> list[str]:
     return kept
 
 
-def prompts_and_judge(sets: dict, concept, templates, judge_over: str, retained_per_kind: int,
+def prompts_and_judge(sets: dict, concepts, templates, judge_over: str, retained_per_kind: int,
                       bundle):
-    """Every kind's class names, the prompts (the target's first, then ``retained_per_kind`` other
+    """Every kind's class names, the prompts (the targets' first, then ``retained_per_kind`` other
     concepts of the identity, character and object kinds) and the CLIP judge of generations."""
     names = {k: s.classnames for k, s in sets.items()}
     tpl = {k: getattr(templates, k) for k in ("identity", "character", "object")}
-    tpl.setdefault(concept.kind, getattr(templates, concept.kind))
-    prompts = J.choose_prompts(names, tpl, concept.label, concept.kind, retained_per_kind)
+    for c in concepts:
+        tpl.setdefault(c.kind, getattr(templates, c.kind))
+    prompts = J.prompts_for(names, tpl, [(c.label, c.kind) for c in concepts], retained_per_kind)
     judge = J.clip_judge(bundle.model, bundle.tokenizer, bundle.preprocess, names,
                          {k: s.templates for k, s in sets.items()}, judge_over)
     return names, prompts, judge
@@ -92,18 +91,16 @@ def check_mapping(model, encoder, result, mapped: dict[str, torch.Tensor], token
 
 
 def save(patch: patch_mod.Patch, mapped: dict[str, torch.Tensor], folder: str | Path) -> None:
-    """The patch (open_clip names) and its mapping onto the encoder, as one folder."""
-    with atomic_dir(folder) as tmp:
-        patch_mod.save(patch, tmp)
-        save_tensors(tmp / MAPPED, mapped)
+    """The patch (open_clip names) and its mapping onto the encoder, as one folder (hashed)."""
+    patch_mod.save(patch, folder, {MAPPED: mapped})
 
 
 def load_mapped(folder: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(folder) / MAPPED
-    if not path.exists():
-        raise ModelError(f"{path} is missing; unlearn the pipeline's text encoder first "
-                         f"(params: sd.patch)")
-    return load_file(str(path))
+    """The patch mapped onto the encoder, checked against the patch's hashes."""
+    if not (Path(folder) / MAPPED).exists():
+        raise ModelError(f"{Path(folder) / MAPPED} is missing; unlearn the pipeline's text "
+                         f"encoder first (params: sd.patch)")
+    return patch_mod.read_tensors(folder, MAPPED)
 
 
 def search(pipe, bundle, sets: dict, concept, layers: list[str], grads: dict, forget,
@@ -123,7 +120,7 @@ def search(pipe, bundle, sets: dict, concept, layers: list[str], grads: dict, fo
     else:
         from . import sd as sd_mod
 
-        _, prompts, clip = prompts_and_judge(sets, concept, e.templates, e.judge_over,
+        _, prompts, clip = prompts_and_judge(sets, [concept], e.templates, e.judge_over,
                                              s.retained_per_kind, bundle)
         scorer = generation_scorer(pipe, bundle.model, prompts, clip, s.images_per_prompt,
                                    s.target_images, seed, e.steps, e.guidance,

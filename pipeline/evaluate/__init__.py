@@ -1,0 +1,1 @@
+"""Held-out evaluation: zero-shot accuracy, membership inference, streamed sets, before and after."""

@@ -14,6 +14,7 @@ Checkpoints are loaded with ``weights_only=True``.
 from __future__ import annotations
 
 import contextlib
+import pickle
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any, Callable
 import open_clip
 import torch
 
-from ..errors import ModelError
+from ..errors import ModelError, not_weights_only
 from ..params import PRECISIONS
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -96,8 +97,8 @@ def check(name: str, pretrained: str | None, precision: str, quick_gelu: bool = 
         return
     tags = open_clip.list_pretrained_tags_by_model(name)
     if pretrained not in tags:
-        raise ModelError(f"unknown pretrained tag {pretrained!r} for {name}; known tags: "
-                         f"{', '.join(tags) or 'none (use a local file)'}")
+        raise ModelError(f"{pretrained!r} is neither a file or folder here nor a pretrained tag "
+                         f"of {name}; known tags: {', '.join(tags) or 'none (use a local file)'}")
     trained = bool(open_clip.get_pretrained_cfg(name, pretrained).get("quick_gelu", False))
     built = quick_gelu or bool((open_clip.get_model_config(name) or {}).get("quick_gelu", False))
     if trained != built:  # open_clip only warns; the activations would be silently wrong
@@ -121,6 +122,8 @@ def build(name: str, pretrained: str | None = None, quick_gelu: bool = False,
             model, preprocess_train, preprocess = open_clip.create_model_and_transforms(
                 arch, pretrained=weights, precision=precision, device=dev,
                 force_quick_gelu=quick_gelu, output_dict=True, weights_only=True)
+    except pickle.UnpicklingError:  # torch's weights_only refusal
+        raise not_weights_only(pretrained) from None
     except (RuntimeError, KeyError) as exc:  # a checkpoint that does not fit the architecture
         raise ModelError(f"cannot load {pretrained!r} into {name}: {str(exc).splitlines()[0]}") \
             from None

@@ -1,0 +1,1 @@
+"""Reports: the tables and figures written from the stages' metrics."""

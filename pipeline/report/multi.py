@@ -34,6 +34,20 @@ def row(strategy: str, run: str, m: dict) -> dict:
             "unlearn_s": m["time_s"]["total"], "evaluate_s": m["time_s"]["evaluate_after"]}
 
 
+def sd_row(strategy: str, m: dict) -> dict:
+    """One diffusion-path run (``stages.multi_sd``'s metrics): each forgotten concept's share of
+    generations judged as it, before and after; the retained concepts' share and drop, in %."""
+    g = m["generations"]
+    return {"strategy": strategy, "reached": m["reached"], "judge": m["judge"],
+            "images_per_prompt": m["images_per_prompt"],
+            "forgotten": {c: {k: round(100 * v[k], 1) for k in ("before", "after")}
+                          for c, v in g["forgotten"].items()},
+            "retained_before": round(100 * g["before"]["retained"], 1),
+            "retained_after": round(100 * g["after"]["retained"], 1),
+            "retained_drop": round(100 * g["retained_drop"], 1),
+            "unlearn_s": m["time_s"]["total"]}
+
+
 def plot_curve(rows: list[dict], path: str | Path) -> None:
     """CelebA retain and ImageNet top-1 against the number of identities forgotten, a line per
     strategy; dashed, the unedited model on the same identities and images."""

@@ -22,6 +22,7 @@ from ..datasets.pairs import PairData, load_pairs
 from ..datasets.shards import (
     IMAGE_EXTS,
     Shard,
+    check_damage,
     decode_image,
     iter_raw,
     read_metadata,
@@ -29,7 +30,7 @@ from ..datasets.shards import (
 )
 from ..errors import DataError
 from ..io import sha256_file
-from ..params import SetsParams
+from ..params import DataParams, SetsParams
 from .match import ConceptMatcher
 
 SPLITS = ("forget_search", "forget_test", "retain", "retain_val", "nonmembers")
@@ -80,10 +81,13 @@ class SetsConfig:
     n_retain: int
     n_retain_val: int
     n_nonmembers: int
+    on_damaged_shard: str = "error"  # data.*: a damaged shard stops the run, or is skipped
+    max_damaged_share: float = 0.0
 
     @classmethod
-    def from_params(cls, s: SetsParams, seed: int) -> "SetsConfig":
-        return cls(seed, s.test_fraction, s.n_retain, s.n_retain_val, s.n_nonmembers)
+    def from_params(cls, s: SetsParams, seed: int, d: DataParams) -> "SetsConfig":
+        return cls(seed, s.test_fraction, s.n_retain, s.n_retain_val, s.n_nonmembers,
+                   d.on_damaged_shard, d.max_damaged_share)
 
 
 def _sample(candidates: list[tuple[str, str]], n: int, rng: np.random.Generator):
@@ -92,18 +96,24 @@ def _sample(candidates: list[tuple[str, str]], n: int, rng: np.random.Generator)
 
 
 def collect(shards: Sequence[Shard], wanted: dict[tuple[str, str], str | tuple[str, ...]],
-            skipped: dict) -> dict[str, list[tuple[str, dict]]]:
+            skipped: dict, on_damaged: str = "error", max_share: float = 0.0
+            ) -> dict[str, list[tuple[str, dict]]]:
     """One pass per shard: route each wanted (shard, key) to its split (or splits); drop
-    undecodable images."""
+    undecodable images. A damaged shard is an error, or under ``on_damaged="skip"`` its readable
+    samples are used and it is named in ``skipped["damaged_shards"]`` (an error past
+    ``max_share`` of the shards read)."""
     out: dict[str, list] = defaultdict(list)
     by_shard: dict[str, set] = defaultdict(set)
     for s, k in wanted:
         by_shard[s].add(k)
+    damaged = skipped.setdefault("damaged_shards", {}) if on_damaged == "skip" else None
+    read = 0
     for shard in shards:
         keys = by_shard.get(shard.name)
         if not keys:
             continue
-        for key, files in iter_raw(shard, keys):
+        read += 1
+        for key, files in iter_raw(shard, keys, damaged):
             img = next((e for e in IMAGE_EXTS if e in files), None)
             if img is None or "txt" not in files:
                 skipped["incomplete"] += 1
@@ -116,6 +126,8 @@ def collect(shards: Sequence[Shard], wanted: dict[tuple[str, str], str | tuple[s
             to = wanted[(shard.name, key)]
             for split in (to,) if isinstance(to, str) else to:
                 out[split].append((key, files))
+    if damaged is not None:
+        check_damage(damaged, read, max_share)
     return out
 
 
@@ -154,9 +166,8 @@ def retain_wanted(shards: Sequence[Shard], matcher: Callable[[str], bool], cfg: 
 def write_split(path: Path, samples: list, split: str) -> dict:
     """A split's tar and its manifest entry; an empty split is an error."""
     if not samples:
-        raise DataError(f"the {split} split is empty"
-                        + (" after skipping unreadable samples" if split.startswith("forget")
-                           else ""))
+        raise DataError(f"the {split} split is empty: none of its samples was found or "
+                        f"readable in the shards (see the skipped counts)")
     write_tar(path, samples)
     return {"n": len(samples), "keys": [k for k, _ in samples], "sha256": sha256_file(path)}
 
@@ -167,7 +178,8 @@ def build_sets(shards: Sequence[Shard], forget_rows: list[dict], matcher: Concep
     wanted = forget_wanted(forget_rows, cfg, rng)
     wanted.update(retain_wanted(shards, matcher, cfg, rng))
     skipped = {"corrupt_images": 0, "incomplete": 0}
-    routed = collect(shards, wanted, skipped)
+    damage = (cfg.on_damaged_shard, cfg.max_damaged_share)
+    routed = collect(shards, wanted, skipped, *damage)
     if nonmember_shards and cfg.n_nonmembers:
         cands = []
         for shard in nonmember_shards:
@@ -175,7 +187,7 @@ def build_sets(shards: Sequence[Shard], forget_rows: list[dict], matcher: Concep
             cands += [(shard.name, str(k)) for k, c in zip(meta["key"], meta["caption"])
                       if not matcher(c)]
         nm = {sk: "nonmembers" for sk in _sample(cands, cfg.n_nonmembers, rng)}
-        routed.update(collect(nonmember_shards, nm, skipped))
+        routed.update(collect(nonmember_shards, nm, skipped, *damage))
 
     manifest = {"config": cfg.__dict__, "skipped": skipped, "splits": {},
                 "inputs": {s.tar.name: sha256_file(s.tar) for s in [*shards, *nonmember_shards]}}
@@ -190,19 +202,21 @@ def build_sets(shards: Sequence[Shard], forget_rows: list[dict], matcher: Concep
     return manifest
 
 
-def build_pool(shards: Sequence[Shard], n: int, seed: int, out: Path) -> dict:
+def build_pool(shards: Sequence[Shard], n: int, seed: int, out: Path, on_damaged: str = "error",
+               max_share: float = 0.0) -> dict:
     """The retain pool (``pipeline.unlearn.retain_pool``) as one webdataset tar: a seeded sample
     of ``n`` training pairs, whatever their caption, so that one pool serves every concept (a
     request drops the pairs that mention its own). Returns its manifest."""
     rng = np.random.default_rng(seed)
     cands = []
     for shard in shards:
-        cands += [(shard.name, str(k)) for k in read_metadata(shard, ("key",))["key"]]
+        cands += [(shard.name, str(k)) for k in read_metadata(shard, ("key", "caption"))["key"]]
     if len(cands) < n:
         raise DataError(f"the shards hold {len(cands)} pairs, the retain pool asks for {n} "
                         f"(pool.n)")
     skipped = {"corrupt_images": 0, "incomplete": 0}
-    samples = collect(shards, {sk: "pool" for sk in _sample(cands, n, rng)}, skipped)["pool"]
+    samples = collect(shards, {sk: "pool" for sk in _sample(cands, n, rng)}, skipped, on_damaged,
+                      max_share)["pool"]
     write_tar(out, samples)
     return {"n": len(samples), "requested": n, "seed": seed, "skipped": skipped,
             "keys": [k for k, _ in samples], "sha256": sha256_file(out)}

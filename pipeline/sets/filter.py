@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..datasets.shards import Shard, read_metadata
+from ..datasets.shards import BAD_CAPTIONS, Shard, read_metadata
 from ..errors import DataError
 from ..io import write_csv
 from .match import ConceptMatcher
@@ -17,6 +17,7 @@ from .match import ConceptMatcher
 class FilterResult:
     rows: list[dict]  # {"shard", "key", "caption"} in shard order
     per_shard: dict[str, int] = field(default_factory=dict)  # matches before the cap
+    bad_captions: dict[str, int] = field(default_factory=dict)  # null/non-string, skipped
     scanned: int = 0
     capped: bool = False
 
@@ -32,6 +33,8 @@ def filter_shards(shards: Sequence[Shard], matcher: ConceptMatcher, max_matches:
     for shard in shards:
         meta = read_metadata(shard, ("key", "caption"))
         result.scanned += len(meta)
+        if meta.attrs.get(BAD_CAPTIONS):
+            result.bad_captions[shard.name] = meta.attrs[BAD_CAPTIONS]
         hits = [(k, c) for k, c in zip(meta["key"], meta["caption"]) if matcher(c)]
         result.per_shard[shard.name] = len(hits)
         room = max_matches - len(result.rows)

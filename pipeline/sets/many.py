@@ -55,7 +55,7 @@ def build_many(shards: Sequence[Shard], forget_rows: dict[str, list[dict]],
                 raise DataError(f"sample {sk} is both forget and retain")
             wanted[sk] = (split,)
     skipped = {"corrupt_images": 0, "incomplete": 0}
-    routed = collect(shards, dict(wanted), skipped)
+    routed = collect(shards, dict(wanted), skipped, cfg.on_damaged_shard, cfg.max_damaged_share)
     manifest = {"config": cfg.__dict__, "skipped": skipped, "splits": {}, "concepts": {},
                 "inputs": {s.tar.name: sha256_file(s.tar) for s in shards}}
     for split in RETAIN if matcher is not None else ():
@@ -100,25 +100,8 @@ def read_concepts(sets_dir: str | Path) -> list[Concept]:
 
 
 
-def check_requested(concepts: Sequence[str], aliases: dict) -> None:
-    """``concepts`` and ``multi.aliases``: each concept named once (the name rule), each alias
-    list under a concept of the list."""
+def for_concept(name: str, table: dict, default):
+    """What ``multi.aliases`` or ``multi.kinds`` gives ``name`` (under any spelling of it)."""
     from ..names import key
 
-    keys = [key(c) for c in concepts]
-    if len(set(keys)) != len(keys):
-        raise ParamsError(f"params.yaml: concepts must name each concept once, got {concepts}")
-    for name, more in aliases.items():
-        if key(name) not in keys:
-            raise ParamsError(f"params.yaml: multi.aliases.{name} names no concept of "
-                              f"`concepts` ({', '.join(concepts) or 'none'})")
-        if not isinstance(more, list) or not all(isinstance(a, str) and a.strip() for a in more):
-            raise ParamsError(f"params.yaml: multi.aliases.{name} must be a list of non-empty "
-                              f"strings, got {more!r}")
-
-
-def aliases_of(name: str, aliases: dict) -> tuple[str, ...]:
-    """The aliases ``multi.aliases`` gives ``name`` (under any spelling of it)."""
-    from ..names import key
-
-    return tuple(next((v for k, v in aliases.items() if key(k) == key(name)), ()))
+    return next((v for k, v in table.items() if key(k) == key(name)), default)

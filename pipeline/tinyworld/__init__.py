@@ -1,0 +1,1 @@
+"""The embedded tiny world: synthetic concepts, captions and images in the real data formats."""

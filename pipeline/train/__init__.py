@@ -1,0 +1,1 @@
+"""Training the tiny models of the embedded world (CLIP pretraining, the retrain oracle)."""

@@ -150,6 +150,7 @@ Scorers = Callable[[Sequence[Request]], "slug.Scorer"]
 def sequential(model, requests: Sequence[Request], retain: PairData, scorers: Scorers,
                cfg: slug.SearchConfig, rank_cfg: slug.RankConfig, *, batch_size: int,
                exclude: Sequence[str], max_forget: int | None = None,
+               readable: Callable[[str], bool] | None = None,
                progress=lambda x, **k: x) -> Result:
     """One concept after the other, each on the model with the earlier edits applied and judged
     with the earlier concepts whose search reached (one that could not be forgotten does not
@@ -160,8 +161,8 @@ def sequential(model, requests: Sequence[Request], retain: PairData, scorers: Sc
             states[r.concept.label] = state_dict_hash(model)
             judged = [q for q in requests[:i] if edits[q.concept.label].reached] + [r]
             res = slug.unlearn(model, r.forget, retain, scorers(judged), cfg, rank_cfg,
-                               batch_size=batch_size, exclude=exclude, fallback=slug.strongest,
-                               max_forget=max_forget)
+                               batch_size=batch_size, exclude=exclude, readable=readable,
+                               fallback=slug.strongest, max_forget=max_forget)
             edits[r.concept.label] = e = _edit(res)
             stack.enter_context(applied(model, [e]))
         final = scorers(requests).score()
@@ -173,6 +174,7 @@ def joint(model, requests: Sequence[Request], retain: PairData, scorers: Scorers
           cfg: slug.SearchConfig, rank_cfg: slug.RankConfig, *, batch_size: int,
           exclude: Sequence[str], max_forget: int | None = None, rounds: int = 2,
           forget_grad: Callable[[Request], dict] | None = None,
+          readable: Callable[[str], bool] | None = None,
           progress=lambda x, **k: x) -> Result:
     """Every gradient at the base weights (one retain pass; each concept's forget gradient from
     ``forget_grad`` when given, e.g. the ``concept_grads`` stage's, else computed here); each
@@ -187,7 +189,7 @@ def joint(model, requests: Sequence[Request], retain: PairData, scorers: Scorers
     for r in progress(requests, desc="forget gradients"):
         g_f = forget_grad(r) if forget_grad else \
             mean_gradient(model, head(r.forget, max_forget), "forget", batch_size)[0]
-        layers, _ = slug.rank(L.stats_table(model, g_f, g_r, exclude), rank_cfg)
+        layers, _ = slug.rank(L.stats_table(model, g_f, g_r, exclude), rank_cfg, readable)
         ranked[r.concept.label] = layers
         grads[r.concept.label] = {x: g_f[x] for x in layers}  # only what a search may use
         del g_f
@@ -257,11 +259,11 @@ def patches(model, result: Result, requests: Sequence[Request], head_: Callable[
     """One ``Patch`` per concept, in order. ``joint``: each made at the base weights;
     ``sequential``: each on the base with the earlier patches applied (its manifest's
     ``base_model_sha256`` is that state's hash)."""
-    out = []
+    out, params = [], dict(model.named_parameters())
     with contextlib.ExitStack() as stack:
         for r in requests:
             e = result.edits[r.concept.label]
-            theta = model.state_dict()[e.layer]
+            theta = params[e.layer].detach()  # the state it was made on (sequential: edited)
             out.append(Patch({e.layer: slug.step(theta, e.grad, e.lam)}, {
                 **head_(r), "resolved": r.concept.to_dict(), "layers": [e.layer],
                 "lambda": e.lam, "rel_step": e.rel_step,
@@ -315,25 +317,31 @@ def load_requests(sets_dir: str | Path, preprocess, tokenizer
     return reqs, retain, val
 
 
-def forget(strategy: str, model, tokenizer, kinds, reqs: Sequence[Request], retain: PairData,
-           retain_val: PairData, u: UnlearnParams, rank: RankParams, g: GradientsParams,
-           rounds: int = 2, progress=lambda x, **k: x,
-           forget_grad: Callable[[Request], dict] | None = None) -> Result:
+def clip_scorers(model, tokenizer, kinds, retain_val: PairData, u: UnlearnParams) -> Scorers:
+    """The reference's judge for a set of concepts: CLIP zero-shot on their forget-search images
+    and on the retain-validation pairs (``ManyScorer``)."""
+    return lambda rs: ManyScorer(model, tokenizer, kinds, [r.concept for r in rs],
+                                 [r.forget for r in rs], retain_val, u.topk, u.shortcut)
+
+
+def forget(strategy: str, model, reqs: Sequence[Request], retain: PairData, scorers: Scorers,
+           u: UnlearnParams, rank: RankParams, g: GradientsParams, rounds: int = 2,
+           progress=lambda x, **k: x, forget_grad: Callable[[Request], dict] | None = None,
+           readable: Callable[[str], bool] | None = None, target: float | None = None) -> Result:
     """``joint`` or ``sequential`` with the ``unlearn`` (``u``), ``rank`` and ``gradients``
-    (``g``) params groups: the stop rule, the ranking and the gradient pass in force."""
+    (``g``) params groups: the stop rule, the ranking and the gradient pass in force. ``scorers``
+    judges a set of requests (``clip_scorers``, or generations for a diffusion pipeline);
+    ``readable`` limits the layers to those the patched model reads; ``target`` replaces
+    ``u.target`` for a judge with its own (``sd.search.target``)."""
     if strategy not in STRATEGIES:
         raise ParamsError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
-
-    def scorers(rs: Sequence[Request]) -> ManyScorer:
-        return ManyScorer(model, tokenizer, kinds, [r.concept for r in rs], [r.forget for r in rs],
-                          retain_val, u.topk, u.shortcut)
-
-    cfg = slug.SearchConfig(u.target, u.max_evals, u.scale0, u.rtol, u.prune)
+    cfg = slug.SearchConfig(u.target if target is None else target, u.max_evals, u.scale0,
+                            u.rtol, u.prune)
     rank_cfg = slug.RankConfig(rank.alignment == "signed", rank.fronts, rank.rule)
     kw = {"rounds": rounds, "forget_grad": forget_grad} if strategy == "joint" else {}
     return (joint if strategy == "joint" else sequential)(
         model, reqs, retain, scorers, cfg, rank_cfg, batch_size=g.batch_size, exclude=g.exclude,
-        max_forget=g.max_forget, progress=progress, **kw)
+        max_forget=g.max_forget, readable=readable, progress=progress, **kw)
 
 
 def measure(model, tokenizer, x, sets_dir: str | Path, stack_dir: str | Path, preprocess

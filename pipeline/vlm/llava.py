@@ -4,12 +4,13 @@ reads, and greedy answers through the model's own ``generate``."""
 
 from __future__ import annotations
 
+import pickle
 import re
 from pathlib import Path
 
 import torch
 
-from ..errors import ModelError
+from ..errors import ModelError, not_weights_only
 from ..names import key
 
 IMAGE_TOKEN = "<image>"
@@ -119,6 +120,8 @@ def load(folder: str, device: str | torch.device = "cpu"):
         model = LlavaForConditionalGeneration.from_pretrained(str(path), local_files_only=True)
         processor = AutoProcessor.from_pretrained(str(path), local_files_only=True,
                                                   backend="pil")
+    except pickle.UnpicklingError:
+        raise not_weights_only(folder) from None
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load the VLM {folder!r}: {str(exc).splitlines()[0]}") from None
     return model.to(device).eval(), processor

@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors.torch import load_file
 
 from ..datasets.shards import ReadReport, Shard, iter_samples
 from ..diffusion.text_encoder import apply_mapped
 from ..errors import DataError, ModelError, NumericalError
-from ..io import atomic_dir, save_skipped, save_tensors
+from ..io import save_skipped
 from ..models.structure import tower
 from ..params import VLM_KINDS, RankParams, UnlearnParams, VLMParams
 from . import llava
@@ -167,20 +166,21 @@ def check_mapping(clip_model, tower, res, mapped: dict[str, torch.Tensor], pixel
 
 
 def save(patch, mapped: dict[str, torch.Tensor], folder: str | Path) -> None:
-    """The patch (open_clip names) and its mapping onto the VLM's vision tower, as one folder."""
+    """The patch (open_clip names) and its mapping onto the VLM's vision tower, as one folder
+    (hashed)."""
     from ..unlearn import patch as patch_mod
 
-    with atomic_dir(folder) as tmp:
-        patch_mod.save(patch, tmp)
-        save_tensors(tmp / MAPPED, mapped)
+    patch_mod.save(patch, folder, {MAPPED: mapped})
 
 
 def load_mapped(folder: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(folder) / MAPPED
-    if not path.exists():
-        raise ModelError(f"{path} is missing; unlearn the VLM's vision tower first "
-                         f"(params: vlm.patch)")
-    return load_file(str(path))
+    """The patch mapped onto the vision tower, checked against the patch's hashes."""
+    from ..unlearn import patch as patch_mod
+
+    if not (Path(folder) / MAPPED).exists():
+        raise ModelError(f"{Path(folder) / MAPPED} is missing; unlearn the VLM's vision tower "
+                         f"first (params: vlm.patch)")
+    return patch_mod.read_tensors(folder, MAPPED)
 
 
 def search(bundle, vlm, processor, concept, grads: dict, layers: list[str], forget: Questions,
