@@ -64,11 +64,12 @@ def diffusion_pipeline(value: str) -> str:
 # ---------------------------------------------------------------------------------- data
 
 
-def shards(root: str) -> str:
-    """img2dataset webdataset output: ``NNNNN.tar`` + ``.parquet`` (+ ``_stats.json``)."""
+def shards(root: str, urls: str = "") -> str:
+    """img2dataset webdataset output: ``NNNNN.tar`` + ``.parquet`` (+ ``_stats.json``); with
+    ``urls``, the tars are there and ``root`` holds the parquet and stats files."""
     from .datasets.shards import list_shards
 
-    found = list_shards(root)
+    found = list_shards(root, urls)
     missing = [s.parquet.name for s in found if not s.parquet.exists()]
     if missing:
         raise DataError(f"{len(missing)} of {len(found)} shards have no parquet "
@@ -77,7 +78,9 @@ def shards(root: str) -> str:
     from .datasets.shards import count_samples
 
     n = sum(count_samples(s) for s in stats)
-    return (f"{root}: {len(found)} shards, {n:,} samples in the {len(stats)} with _stats.json")
+    where = f" (tars: {urls})" if urls else ""
+    return (f"{root}{where}: {len(found)} shards, {n:,} samples in the {len(stats)} with "
+            f"_stats.json")
 
 
 def eval_layouts(p: Params) -> list[tuple[str, Callable[[], str]]]:
@@ -127,12 +130,12 @@ def concept(p: Params) -> str:
     """The concept is a class name of an evaluation set, and captions in the first
     ``filter.check_shards`` shards mention it; both by the one name rule (``pipeline.names``)
     and the caption filter's own matcher."""
-    from .datasets.shards import list_shards, read_metadata
+    from .datasets.shards import data_shards, read_metadata
     from .sets.match import ConceptMatcher
 
     c = lookup(p.concept, p.concept_kind, p.filter.aliases, p.data, p.eval.templates)
     match = ConceptMatcher(c.name, c.aliases)
-    found = list_shards(p.data.shards)[: p.filter.check_shards]
+    found = data_shards(p.data)[: p.filter.check_shards]
     hits = sum(int(read_metadata(s)["caption"].map(match).sum()) for s in found)
     if not hits:
         raise DataError(f"concept {p.concept!r} ({c.kind} {c.label!r}) is in no caption of the "
@@ -154,8 +157,8 @@ def all_checks(p: Params) -> list[tuple[str, Callable[[], str]]]:
                                         lambda: diffusion_pipeline(p.sd.pipeline))),
         ("canvas.pipeline", _unless_pending(p, p.canvas.pipeline,
                                             lambda: diffusion_pipeline(p.canvas.pipeline))),
-        ("data.shards", _unless_pending(p, d.shards, lambda: shards(d.shards))),
-        ("data.nonmembers", _unless_pending(p, d.nonmembers, lambda: shards(d.nonmembers))),
+        ("data.shards", _unless_pending(p, d.shards, lambda: shards(d.shards, d.shard_urls))),
+        ("data.nonmembers", _unless_pending(p, d.nonmembers, lambda: shards(d.nonmembers, d.nonmember_urls))),
         *eval_layouts(p),
         ("canvas.grid", _unless_pending(p, d.unlearncanvas, lambda: canvas_grid(p))),
         ("concept", _unless_pending(p, d.shards, lambda: concept(p))),

@@ -86,6 +86,8 @@ class DataParams:
     characters: str = field(metadata=_path())
     unlearncanvas: str = field(metadata=_path())
     nonmembers: str = field(metadata=_path())
+    shard_urls: str = field(metadata={"empty_ok": True})  # "": the tars are in `shards`
+    nonmember_urls: str = field(metadata={"empty_ok": True})
     on_damaged_shard: str = field(metadata=_choice(*DAMAGE_POLICIES))
     max_damaged_share: float = field(metadata=_range(0.0, 1.0))
 
@@ -473,7 +475,7 @@ def _convert(key: str, tp, value: Any, meta: dict):
             _fail(key, "must be a number", value)
         value = float(value)
     elif tp is str:
-        if not isinstance(value, str) or not value.strip():
+        if not isinstance(value, str) or not (value.strip() or meta.get("empty_ok")):
             _fail(key, "must be a non-empty string", value)
     elif tp is list:
         if not isinstance(value, list) or (not value and not meta.get("empty_ok")):

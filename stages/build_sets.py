@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.concept import lookup
-from pipeline.datasets.shards import list_shards
+from pipeline.datasets.shards import data_shards, nonmember_shards
 from pipeline.entry import metrics_path, run
 from pipeline.io import sha256_file, write_json
 from pipeline.params import Params
@@ -19,8 +19,8 @@ def main(p: Params) -> None:
     concept = lookup(p.concept, p.concept_kind, p.filter.aliases, p.data, p.eval.templates)
     rows = read_index(p.filter.out)
     s = p.sets
-    nonmembers = list_shards(p.data.nonmembers) if s.n_nonmembers else []
-    manifest = build_sets(list_shards(p.data.shards), rows,
+    nonmembers = nonmember_shards(p.data) if s.n_nonmembers else []
+    manifest = build_sets(data_shards(p.data), rows,
                           ConceptMatcher(concept.name, concept.aliases),
                           SetsConfig.from_params(s, p.seed, p.data), Path(s.out), nonmembers)
     manifest.update(concept=concept.to_dict(), index_sha256=sha256_file(p.filter.out))

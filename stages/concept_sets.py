@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from pipeline.concept import lookup
-from pipeline.datasets.shards import list_shards
+from pipeline.datasets.shards import data_shards
 from pipeline.entry import run
 from pipeline.io import write_json
 from pipeline.params import Params
@@ -25,7 +25,7 @@ def main(p: Params) -> None:
     m = p.multi
     c = lookup(name, for_concept(name, m.kinds, "auto"), tuple(for_concept(name, m.aliases, ())),
                p.data, p.eval.templates)
-    shards = list_shards(p.data.shards)
+    shards = data_shards(p.data)
     rows = filter_shards(shards, ConceptMatcher(c.name, c.aliases), p.filter.max_matches).rows
     man = build_many(shards, {name: rows}, None, SetsConfig.from_params(p.sets, p.seed, p.data),
                      p.multi.sets, None)

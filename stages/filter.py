@@ -5,7 +5,7 @@ one fails here, before the scan, with the line ``slug check`` prints."""
 from __future__ import annotations
 
 from pipeline.concept import lookup
-from pipeline.datasets.shards import list_shards
+from pipeline.datasets.shards import data_shards
 from pipeline.entry import metrics_path, run
 from pipeline.io import write_json
 from pipeline.params import Params
@@ -16,7 +16,7 @@ from pipeline.sets.match import ConceptMatcher
 def main(p: Params) -> None:
     lookup(p.concept, p.concept_kind, p.filter.aliases, p.data, p.eval.templates)
     matcher = ConceptMatcher(p.concept, p.filter.aliases)
-    result = filter_shards(list_shards(p.data.shards), matcher, p.filter.max_matches)
+    result = filter_shards(data_shards(p.data), matcher, p.filter.max_matches)
     write_index(p.filter.out, result.rows)
     write_json(metrics_path("filter"), {
         "concept": p.concept, "aliases": p.filter.aliases, "matches": len(result.rows),

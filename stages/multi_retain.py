@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.datasets.shards import list_shards
+from pipeline.datasets.shards import data_shards
 from pipeline.entry import run
 from pipeline.io import save_skipped, write_json
 from pipeline.params import Params
@@ -21,7 +21,7 @@ def main(p: Params) -> None:
         save_skipped(out, "no concepts requested (params: concepts)")
         return print("multi_retain: skipped (no concepts)")
     terms = [t for c in p.concepts for t in (c, *for_concept(c, p.multi.aliases, ()))]
-    man = build_many(list_shards(p.data.shards), {}, ConceptMatcher(terms[0], terms[1:]),
+    man = build_many(data_shards(p.data), {}, ConceptMatcher(terms[0], terms[1:]),
                      SetsConfig.from_params(p.sets, p.seed, p.data), None, out)
     write_json(Path(out) / MANIFEST, {**man, "excluded": terms})
     print(f"multi_retain: retain {man['splits']['retain']['n']}, retain_val "

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from pipeline.concept import lookup
-from pipeline.datasets.shards import list_shards
+from pipeline.datasets.shards import data_shards
 from pipeline.entry import run
 from pipeline.io import write_json
 from pipeline.params import Params
@@ -35,7 +35,7 @@ def main(p: Params) -> None:
     wanted = args.concepts or first_identities(d.celeba, args.count, args.keep)
     concepts = [lookup(n, "auto", (), d, p.eval.templates) for n in wanted]
     check_distinct(concepts)
-    shards = list_shards(d.shards)
+    shards = data_shards(d)
     rows = {c.label: filter_shards(shards, ConceptMatcher(c.name), p.filter.max_matches).rows
             for c in concepts}
     anyone = ConceptMatcher(concepts[0].name, [c.name for c in concepts[1:]])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.datasets.shards import list_shards
+from pipeline.datasets.shards import data_shards
 from pipeline.entry import metrics_path, run
 from pipeline.evaluate.sets import standard_sets
 from pipeline.io import write_json
@@ -30,7 +30,7 @@ def main(p: Params) -> None:
     bundle = build(cfg.arch, None, p.model.quick_gelu, "fp32", p.device)
     sets = list(standard_sets(d.celeba, d.characters, d.imagenet, d.unlearncanvas,
                               p.eval.templates).values())
-    res = pretrain(bundle, list_shards(d.shards), sets, TrainConfig.from_params(cfg, p.seed),
+    res = pretrain(bundle, data_shards(d), sets, TrainConfig.from_params(cfg, p.seed),
                    drop=ConceptMatcher(p.concept, p.filter.aliases))
     manifest = oracle.write(o.out, bundle, res, p.concept, p.filter.aliases, cfg.arch, cfg.steps,
                             p.seed)

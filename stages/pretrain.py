@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.datasets.shards import list_shards
+from pipeline.datasets.shards import data_shards
 from pipeline.entry import metrics_path, plots_dir, run
 from pipeline.evaluate.sets import standard_sets
 from pipeline.io import save_tensors, sha256_file, write_csv, write_json
@@ -23,7 +23,7 @@ def main(p: Params) -> None:
     cfg = p.pretrain
     torch.manual_seed(p.seed)
     bundle = build(cfg.arch, None, p.model.quick_gelu, "fp32", p.device)
-    shards = list_shards(p.data.shards)
+    shards = data_shards(p.data)
     d = p.data  # a missing evaluation set fails before training, not after
     sets = list(standard_sets(d.celeba, d.characters, d.imagenet, d.unlearncanvas,
                               p.eval.templates).values())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.datasets.shards import list_shards
+from pipeline.datasets.shards import data_shards
 from pipeline.entry import run
 from pipeline.io import atomic_dir
 from pipeline.models.factory import from_params
@@ -24,7 +24,7 @@ def main(p: Params) -> None:
     bundle = from_params(p.model, p.device)
     with atomic_dir(p.pool.out) as tmp:
         start = time.time()
-        data_manifest = build_pool(list_shards(p.data.shards), p.pool.n, p.seed, tmp / RP.DATA,
+        data_manifest = build_pool(data_shards(p.data), p.pool.n, p.seed, tmp / RP.DATA,
                                    p.data.on_damaged_shard, p.data.max_damaged_share)
         data = RP.load_data(tmp, bundle.preprocess, bundle.tokenizer)
         load_s = time.time() - start

@@ -11,7 +11,7 @@ import torch
 
 from pipeline.canvas import data as canvas_data
 from pipeline.datasets.pairs import concat, load_pairs
-from pipeline.datasets.shards import list_shards
+from pipeline.datasets.shards import data_shards
 from pipeline.diffusion.tiny import TinySDConfig, to_unit, train_pipeline
 from pipeline.entry import metrics_path, plots_dir, run
 from pipeline.io import atomic_dir, write_csv, write_json
@@ -27,7 +27,7 @@ def main(p: Params) -> None:
     bundle = from_params(p.model, "cpu", "fp32")
     cfg = TinySDConfig.from_params(t, p.seed)
     start = time.time()
-    shards = load_pairs(list_shards(p.data.shards), to_unit(t.image_size), bundle.tokenizer)
+    shards = load_pairs(data_shards(p.data), to_unit(t.image_size), bundle.tokenizer)
     canvas = canvas_data.grid_pairs(canvas_data.load(p.data.unlearncanvas, c.styles, c.objects),
                                     c.prompt, to_unit(t.image_size), bundle.tokenizer)
     data = concat(shards, canvas)

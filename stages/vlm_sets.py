@@ -5,7 +5,7 @@ manifest. The target's images are its forget splits (build_sets)."""
 
 from __future__ import annotations
 
-from pipeline.datasets.shards import list_shards
+from pipeline.datasets.shards import data_shards
 from pipeline.entry import metrics_path, run
 from pipeline.evaluate.sets import classnames, standard_sets
 from pipeline.io import atomic_dir, write_json
@@ -21,7 +21,7 @@ def main(p: Params) -> None:
                                      p.eval.templates))
     chosen = vs.retained(names, concept, s.retained_per_kind, VLM_KINDS)
     with atomic_dir(s.out) as tmp:
-        manifest = vs.build(list_shards(d.shards), chosen, concept, s.search_images,
+        manifest = vs.build(data_shards(d), chosen, concept, s.search_images,
                             s.eval_images, p.seed, tmp)
     write_json(metrics_path("vlm_sets"), {
         "concept": concept.label, "retained": manifest["concepts"], "skipped": manifest["skipped"],

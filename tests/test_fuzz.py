@@ -60,7 +60,7 @@ def _clean() -> dict[str, bytes]:
                     "text_projection": torch.ones(2, 2, dtype=torch.float16)},
                    {"concept": "Elon Musk", "lambda": 0.5, "layers": ["visual.proj"]}),
            root / "patch")
-    out = {"tar": s.tar.read_bytes(), "parquet": s.parquet.read_bytes(),
+    out = {"tar": s.local.read_bytes(), "parquet": s.parquet.read_bytes(),
            "stats": s.stats.read_bytes(), "patch": (root / "patch" / P.TENSORS).read_bytes(),
            "manifest": (root / "patch" / P.MANIFEST).read_bytes()}
     shutil.rmtree(root)

@@ -42,8 +42,8 @@ def test_missing_caption_column_is_a_clear_error(world_copy):
 
 def test_truncated_tar_is_a_clear_error(world_copy):
     shard = list_shards(world_copy / "laion")[0]
-    data = shard.tar.read_bytes()
-    shard.tar.write_bytes(data[: len(data) // 2 + 100])
+    data = shard.local.read_bytes()
+    shard.local.write_bytes(data[: len(data) // 2 + 100])
     with pytest.raises(DataError, match="truncated or corrupt"):
         list(iter_samples([shard], ReadReport()))
 
@@ -52,7 +52,7 @@ def test_corrupt_jpeg_is_skipped_and_counted(world_copy):
     import tarfile
 
     shard = list_shards(world_copy / "laion")[0]
-    with tarfile.open(shard.tar) as tf:
+    with tarfile.open(shard.local) as tf:
         members = [(m, tf.extractfile(m).read()) for m in tf]
     victim = next(m.name for m, _ in members if m.name.endswith(".jpg"))
     from pipeline.datasets.shards import write_tar
@@ -64,7 +64,7 @@ def test_corrupt_jpeg_is_skipped_and_counted(world_copy):
             samples[key] = {}
             order.append(key)
         samples[key][ext] = data[:40] if m.name == victim else data
-    write_tar(shard.tar, ((k, samples[k]) for k in order))
+    write_tar(shard.local, ((k, samples[k]) for k in order))
     report = ReadReport()
     keys = [k for k, _, _ in iter_samples([shard], report)]
     assert report.corrupt_images == 1 and report.corrupt_keys == [victim.split(".")[0]]
@@ -125,8 +125,8 @@ def test_a_damaged_shard_is_skipped_named_and_bounded_under_skip(world_copy):
 
     shards = list_shards(world_copy / "laion")
     whole = _samples(shards[0])
-    data = shards[0].tar.read_bytes()
-    shards[0].tar.write_bytes(data[: len(data) // 2 + 100])
+    data = shards[0].local.read_bytes()
+    shards[0].local.write_bytes(data[: len(data) // 2 + 100])
     wanted = {(s.name, str(k)): "x" for s in shards for k in read_metadata(s)["key"]}
     with pytest.raises(DataError, match="truncated or corrupt.*on_damaged_shard: skip"):
         collect(shards, wanted, {})
@@ -146,7 +146,7 @@ def test_a_cut_on_a_member_boundary_is_caught_by_the_stats_count(world_copy):
 
     shard = list_shards(world_copy / "laion")[0]
     whole = _samples(shard)
-    write_tar(shard.tar, whole[:-3])
+    write_tar(shard.local, whole[:-3])
     with pytest.raises(DataError, match=f"{len(whole) - 3} samples where its _stats.json "
                                         f"counts {len(whole)}"):
         _samples(shard)
@@ -155,3 +155,64 @@ def test_a_cut_on_a_member_boundary_is_caught_by_the_stats_count(world_copy):
     damaged = {}
     assert len(list(iter_raw(shard, None, damaged))) == len(whole) - 3
     assert "cut short" in damaged["00000"]
+
+
+def _split_world(world, tmp_path):
+    """The tars in one folder, their parquet and stats files (the local manifest) in another."""
+    import shutil
+
+    tars, index = tmp_path / "remote", tmp_path / "index"
+    tars.mkdir()
+    shutil.copytree(world / "laion", index)
+    for t in sorted(index.glob("*.tar")):
+        t.rename(tars / t.name)
+    return tars, index
+
+
+@pytest.mark.parametrize("how", ["braces", "pipe"])
+def test_shards_given_as_urls_read_as_the_folder_does(micro_world, tmp_path, how):
+    """``data.shard_urls``: a brace pattern or ``pipe:cat`` commands (``::``-separated) name the
+    tars; their parquet and stats files come from the local folder."""
+    from pipeline.sets.filter import filter_shards
+    from pipeline.sets.match import ConceptMatcher
+
+    tars, index = _split_world(micro_world, tmp_path)
+    urls = (f"{tars}/{{00000..00001}}.tar" if how == "braces" else
+            "::".join(f"pipe:cat {tars}/{n}.tar" for n in ("00000", "00001")))
+    remote, local = list_shards(index, urls), list_shards(micro_world / "laion")
+    assert [s.name for s in remote] == [s.name for s in local] == ["00000", "00001"]
+    assert [s.parquet for s in remote] == [index / "00000.parquet", index / "00001.parquet"]
+    want, got = ReadReport(), ReadReport()
+    assert ([(k, c) for k, _, c in iter_samples(remote, got)] ==
+            [(k, c) for k, _, c in iter_samples(local, want)])
+    assert got.samples == want.samples > 0
+    m = ConceptMatcher("Elon Musk")
+    assert filter_shards(remote, m, 100).rows == filter_shards(local, m, 100).rows
+    assert remote[0].fingerprint().startswith("index:")  # the tar behind a URL is never hashed
+
+
+def test_a_damaged_tar_behind_a_pipe_is_caught(micro_world, tmp_path):
+    tars, index = _split_world(micro_world, tmp_path)
+    data = (tars / "00000.tar").read_bytes()
+    (tars / "00000.tar").write_bytes(data[: len(data) // 2 + 100])
+    shard = list_shards(index, f"pipe:cat {tars}/00000.tar")[0]
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        list(iter_samples([shard], ReadReport()))
+
+
+def test_url_lists_that_miss_a_tar_or_name_one_twice_are_refused(micro_world, tmp_path):
+    tars, index = _split_world(micro_world, tmp_path)
+    with pytest.raises(DataError, match=r"1 of the 3 shard\(s\).*first .*00002\.tar"):
+        list_shards(index, f"{tars}/{{00000..00002}}.tar")
+    with pytest.raises(DataError, match="names shard 00000 more than once"):
+        list_shards(index, f"{tars}/00000.tar::pipe:cat {tars}/00000.tar")
+
+
+def test_the_same_samples_give_the_same_tar_bytes(micro_world, tmp_path):
+    from pipeline.datasets.shards import iter_raw, write_tar
+
+    samples = list(iter_raw(list_shards(micro_world / "laion")[0]))
+    write_tar(tmp_path / "a.tar", samples)
+    write_tar(tmp_path / "b.tar", iter(samples))
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+    assert list(iter_raw(Shard(tmp_path / "a.tar"))) == samples

@@ -1,4 +1,5 @@
-"""LAION shards as img2dataset writes them in its webdataset output mode.
+"""LAION shards as img2dataset writes them in its webdataset output mode, read and written
+through ``webdataset``.
 
 A shard ``NNNNN`` is three files side by side:
 
@@ -8,6 +9,11 @@ A shard ``NNNNN`` is three files side by side:
   ``status``, ``error_message``, ``width``, ``height``, ..., plus pass-through columns such as
   ``similarity``);
 * ``NNNNN_stats.json``: counts (``count``, ``successes``, ``failed_to_download``, ...).
+
+``data.shards`` is a local folder of such shards. At real scale the tars may live elsewhere:
+``data.shard_urls`` is then a webdataset URL pattern (``/data/laion/{00000..41455}.tar``,
+``pipe:`` commands, ``http(s)://`` URLs) and ``data.shards`` holds only the parquet and stats
+files, the local manifest DVC tracks; the tars are streamed and never hashed.
 
 Reading is streaming and strict: a truncated tar is an error (it would silently shorten a forget
 set) unless the caller records damaged shards instead (``data.on_damaged_shard: skip``); a
@@ -28,32 +34,67 @@ from typing import Iterable, Iterator
 from PIL import Image
 
 from ..errors import DataError
-from ..io import atomic_path, write_json
+from ..io import atomic_path, sha256_file, write_json
+from ..params import DataParams
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 SHARD_RE = re.compile(r"^\d+$")
+URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # pipe:, http://, s3://; not a local path
+NAME_RE = re.compile(r"([^/\s]+)\.tar\b")
 # Fixed tar header fields, so that the same samples always give the same bytes.
 TAR_MTIME = 1_700_000_000
 
 
 @dataclass(frozen=True)
 class Shard:
-    """The three files of one shard (the parquet and stats files may be missing)."""
+    """One shard: its tar (a local path or a webdataset URL) and its parquet and stats files,
+    beside a local tar or in the local ``index`` folder."""
 
-    tar: Path
+    url: str
+    index: Path | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "url", str(self.url))
+
+    @property
+    def local(self) -> Path | None:
+        """The tar's path when it is a local file, else None."""
+        return None if URL_RE.match(self.url) else Path(self.url)
 
     @property
     def name(self) -> str:
-        return self.tar.stem
+        found = NAME_RE.findall(self.url)
+        return found[-1] if found else self.url
+
+    def _beside(self, suffix: str) -> Path:
+        folder = self.index if self.index is not None else (
+            self.local.parent if self.local is not None else None)
+        if folder is None:
+            raise DataError(f"shard {self.url} is a URL: its parquet and stats files are read "
+                            f"from a local folder (data.shards)")
+        return folder / f"{self.name}{suffix}"
 
     @property
     def parquet(self) -> Path:
-        return self.tar.with_name(f"{self.name}.parquet")
+        return self._beside(".parquet")
 
     @property
     def stats(self) -> Path:
-        # The reference cut the path at the first "." (bug B6); take the stem instead.
-        return self.tar.with_name(f"{self.name}_stats.json")
+        # The reference cut the path at the first "." (bug B6); take the name instead.
+        return self._beside("_stats.json")
+
+    def fingerprint(self) -> str:
+        """SHA-256 of a tar in ``data.shards``; of a tar given by ``data.shard_urls``, that of its
+        parquet and stats files (such tars are streamed, never hashed: one pass over the data)."""
+        if self.index is None:
+            return sha256_file(self.url)
+        return "index:" + "+".join(sha256_file(p) if p.exists() else "missing"
+                                   for p in (self.parquet, self.stats))
+
+
+def fingerprints(shards: Iterable[Shard]) -> dict[str, str]:
+    """``{NNNNN.tar: fingerprint}``: what a set's manifest records of the shards it read."""
+    return {f"{s.name}.tar": s.fingerprint() for s in shards}
 
 
 @dataclass
@@ -76,15 +117,43 @@ class ReadReport:
                 "skipped_incomplete": self.incomplete, "corrupt_keys": self.corrupt_keys[:20]}
 
 
-def list_shards(root: str | Path) -> list[Shard]:
-    """All ``NNNNN.tar`` shards under ``root`` (sorted). No shard at all is an error."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"shard folder {root} does not exist; check the data path in params.yaml")
-    shards = [Shard(p) for p in sorted(root.glob("*.tar")) if SHARD_RE.match(p.stem)]
-    if not shards:
-        raise DataError(f"no NNNNN.tar shards in {root}; img2dataset's webdataset output expected")
+def list_shards(folder: str | Path, urls: str = "") -> list[Shard]:
+    """The shards of ``folder``: every ``NNNNN.tar`` in it (sorted); or, with ``urls`` (a
+    webdataset pattern: braces, ``::``-separated lists, ``pipe:`` commands, ``http(s)://``), the
+    tars it expands to, in order, each read with its parquet and stats files from ``folder``.
+    No shard, a missing folder or local tar, or a name twice is an error."""
+    from webdataset.shardlists import expand_urls
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"shard folder {folder} does not exist; check the data path in params.yaml")
+    if not urls:
+        shards = [Shard(p) for p in sorted(folder.glob("*.tar")) if SHARD_RE.match(p.stem)]
+        if not shards:
+            raise DataError(f"no NNNNN.tar shards in {folder}; img2dataset's webdataset output "
+                            f"expected")
+        return shards
+    shards = [Shard(u, folder) for u in expand_urls(urls)]
+    missing = [s.url for s in shards if s.local is not None and not s.local.is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} of the {len(shards)} shard(s) {urls} names do not "
+                        f"exist, first {missing[0]}")
+    names = [s.name for s in shards]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DataError(f"{urls} names shard {twice[0]} more than once; each shard's name "
+                        f"(NNNNN) must be unique")
     return shards
+
+
+def data_shards(data: DataParams) -> list[Shard]:
+    """The shards ``data.shards`` (with ``data.shard_urls``) names."""
+    return list_shards(data.shards, data.shard_urls)
+
+
+def nonmember_shards(data: DataParams) -> list[Shard]:
+    """The non-member shards ``data.nonmembers`` (with ``data.nonmember_urls``) names."""
+    return list_shards(data.nonmembers, data.nonmember_urls)
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,17 +212,9 @@ def count_samples(shard: Shard) -> int:
 # samples
 
 
-def _split_member(name: str) -> tuple[str, str]:
-    """webdataset's rule: the key is everything before the first dot of the base name."""
-    base = name.rsplit("/", 1)[-1]
-    prefix = name[: len(name) - len(base)]
-    key, _, ext = base.partition(".")
-    return prefix + key, ext.lower()
-
-
 def _stats_successes(shard: Shard) -> int | None:
     """``successes`` in the shard's ``_stats.json``, or None without one."""
-    if not shard.stats.exists():
+    if (shard.local is None and shard.index is None) or not shard.stats.exists():
         return None
     try:
         return int(json.loads(shard.stats.read_text())["successes"])
@@ -161,48 +222,44 @@ def _stats_successes(shard: Shard) -> int | None:
         raise DataError(f"{shard.stats} has no integer 'successes' ({exc})") from None
 
 
+def _webdataset(url: str) -> Iterator[dict]:
+    """webdataset's samples of one tar, in tar order, raw bytes (no decoding, no splitting)."""
+    import webdataset as wds
+
+    return iter(wds.WebDataset(url, shardshuffle=False, nodesplitter=None, workersplitter=None,
+                               empty_check=False))
+
+
 def iter_raw(shard: Shard, keys: set[str] | None = None, damaged: dict | None = None
              ) -> Iterator[tuple[str, dict[str, bytes]]]:
     """Yield ``(key, {ext: bytes})`` for each sample in tar order, optionally only ``keys``.
 
-    Consecutive members with the same key form a sample (as webdataset groups them). A damaged
-    shard (the tar breaks off, or it holds fewer samples than its ``_stats.json`` counts: a cut
-    on a member boundary reads as a clean end) is an error; with ``damaged`` given, the readable
-    samples are yielded and the shard is recorded there instead (name -> what was wrong).
+    webdataset groups consecutive members with the same key into a sample. A damaged shard (the
+    tar breaks off, or it holds fewer samples than its ``_stats.json`` counts: a cut on a member
+    boundary reads as a clean end) is an error; with ``damaged`` given, the readable samples are
+    yielded and the shard is recorded there instead (name -> what was wrong).
     """
-    if not shard.tar.exists():
-        raise DataError(f"shard {shard.tar} does not exist")
-    current, files, n = None, {}, 0  # n: samples in the tar so far, wanted or not
+    if shard.local is not None and not shard.local.is_file():
+        raise DataError(f"shard {shard.url} does not exist")
+    n = 0  # samples in the tar so far, wanted or not
     try:
-        with tarfile.open(shard.tar, mode="r|*") as tf:
-            for member in tf:
-                if not member.isfile():
-                    continue
-                key, ext = _split_member(member.name)
-                if key != current:
-                    if current is not None:
-                        n += 1
-                        if keys is None or current in keys:
-                            yield current, files
-                    current, files = key, {}
-                if keys is None or key in keys:
-                    files[ext] = tf.extractfile(member).read()
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        what = f"truncated or corrupt after {n} samples ({exc})"
+        for sample in _webdataset(shard.url):
+            n += 1
+            key = sample["__key__"]
+            if keys is None or key in keys:
+                yield key, {k: v for k, v in sample.items() if not k.startswith("__")}
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as exc:
+        what = f"truncated or corrupt after {n} samples ({exc.args[0] if exc.args else exc})"
         if damaged is None:
-            raise DataError(f"shard {shard.tar} is {what}; re-download or regenerate it, or set "
+            raise DataError(f"shard {shard.url} is {what}; re-download or regenerate it, or set "
                             f"data.on_damaged_shard: skip") from None
         damaged[shard.name] = what  # the sample being read when it broke is dropped
         return
-    if current is not None:
-        n += 1
-        if keys is None or current in keys:
-            yield current, files
     expected = _stats_successes(shard)
     if expected is not None and n < expected:
         what = f"{n} samples where its _stats.json counts {expected} (cut short)"
         if damaged is None:
-            raise DataError(f"shard {shard.tar} holds {what}; re-download or regenerate it, or "
+            raise DataError(f"shard {shard.url} holds {what}; re-download or regenerate it, or "
                             f"set data.on_damaged_shard: skip")
         damaged[shard.name] = what
 
@@ -245,22 +302,16 @@ def iter_samples(shards: Iterable[Shard], report: ReadReport, keys: set[str] | N
 # writing (the tiny world writes real-format shards)
 
 
-def _add_member(tf: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mtime = TAR_MTIME
-    info.mode = 0o444
-    info.uname = info.gname = "bigdata"  # as webdataset's TarWriter writes
-    tf.addfile(info, io.BytesIO(data))
-
-
 def write_tar(path: Path, samples: Iterable[tuple[str, dict[str, bytes]]]) -> None:
-    """Write ``(key, {ext: bytes})`` samples as a plain POSIX webdataset tar, atomically."""
-    with atomic_path(path) as tmp:
-        with tarfile.open(tmp, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+    """Write ``(key, {ext: bytes})`` samples with webdataset's ``TarWriter``, atomically: a
+    POSIX tar, members of a sample in sorted order, fixed times and owners, so the same samples
+    always give the same bytes."""
+    from webdataset import TarWriter
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        with TarWriter(f, encoder=False, mtime=TAR_MTIME) as tw:
             for key, files in samples:
-                for ext, data in files.items():
-                    _add_member(tf, f"{key}.{ext}", data)
+                tw.write({"__key__": key, **files})
 
 
 def write_shard(root: Path, index: int, rows: list[dict], images: dict[str, bytes]) -> Shard:
@@ -280,7 +331,7 @@ def write_shard(root: Path, index: int, rows: list[dict], images: dict[str, byte
             meta = json.dumps(r, sort_keys=True).encode()
             yield r["key"], {"jpg": images[r["key"]], "txt": r["caption"].encode(), "json": meta}
 
-    write_tar(shard.tar, tar_samples())
+    write_tar(shard.local, tar_samples())
     with atomic_path(shard.parquet) as tmp:
         pq.write_table(pa.Table.from_pylist(rows), tmp)
     status: dict[str, int] = {}

@@ -24,6 +24,7 @@ from ..datasets.shards import (
     Shard,
     check_damage,
     decode_image,
+    fingerprints,
     iter_raw,
     read_metadata,
     write_tar,
@@ -190,7 +191,7 @@ def build_sets(shards: Sequence[Shard], forget_rows: list[dict], matcher: Concep
         routed.update(collect(nonmember_shards, nm, skipped, *damage))
 
     manifest = {"config": cfg.__dict__, "skipped": skipped, "splits": {},
-                "inputs": {s.tar.name: sha256_file(s.tar) for s in [*shards, *nonmember_shards]}}
+                "inputs": fingerprints([*shards, *nonmember_shards])}
     for split in SPLITS:
         samples = routed.get(split, [])
         if not samples and split == "nonmembers":

@@ -11,9 +11,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..concept import Concept
-from ..datasets.shards import Shard
+from ..datasets.shards import Shard, fingerprints
 from ..errors import DataError, ParamsError
-from ..io import sha256_file
 from .build import (
     MANIFEST,
     SetsConfig,
@@ -57,7 +56,7 @@ def build_many(shards: Sequence[Shard], forget_rows: dict[str, list[dict]],
     skipped = {"corrupt_images": 0, "incomplete": 0}
     routed = collect(shards, dict(wanted), skipped, cfg.on_damaged_shard, cfg.max_damaged_share)
     manifest = {"config": cfg.__dict__, "skipped": skipped, "splits": {}, "concepts": {},
-                "inputs": {s.tar.name: sha256_file(s.tar) for s in shards}}
+                "inputs": fingerprints(shards)}
     for split in RETAIN if matcher is not None else ():
         manifest["splits"][split] = write_split(split_path(retain_dir, split),
                                                 routed.get(split, []), split)

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from ..concept import Concept
-from ..datasets.shards import Shard, read_metadata, write_tar
+from ..datasets.shards import Shard, fingerprints, read_metadata, write_tar
 from ..errors import DataError
 from ..io import sha256_file, write_json
 from ..names import same
@@ -74,7 +74,7 @@ def build(shards: Sequence[Shard], concepts: list[tuple[str, str]], concept: Con
         labels[split].update({k: list(concepts[int(i)]) for k, _ in samples})
     out = Path(out)
     manifest = {"concepts": counts, "seed": seed, "skipped": skipped, "splits": {},
-                "inputs": {s.tar.name: sha256_file(s.tar) for s in shards}}
+                "inputs": fingerprints(shards)}
     for split in SPLITS:
         path = out / f"{split}.tar"
         write_tar(path, routed[split])
