@@ -90,6 +90,7 @@ class DataParams:
     nonmember_urls: str = field(metadata={"empty_ok": True})
     on_damaged_shard: str = field(metadata=_choice(*DAMAGE_POLICIES))
     max_damaged_share: float = field(metadata=_range(0.0, 1.0))
+    workers: int = field(metadata=_range(1))
 
 
 @dataclass

@@ -5,6 +5,7 @@ rest of ``slug check``.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from . import refs
@@ -66,7 +67,8 @@ def world(p: Params, embedded: bool = False) -> str:
         raise ParamsError("params.yaml: world is real, but oracle.concepts lists "
                           f"{', '.join(p.oracle.concepts)}: the retrain oracle pretrains the tiny "
                           "CLIP (the embedded default's); set oracle.concepts: []")
-    inputs = {f"data.{k}": v for k, v in vars(p.data).items()}
+    inputs = {f"data.{f.name}": getattr(p.data, f.name) for f in dataclasses.fields(p.data)
+              if f.metadata.get("path")}  # the folders; not the policies or URL patterns
     inputs["model.pretrained"] = p.model.pretrained
     for key, value in inputs.items():
         for out, stage in produced(p).items():

@@ -26,7 +26,8 @@ def main(p: Params) -> None:
     c = lookup(name, for_concept(name, m.kinds, "auto"), tuple(for_concept(name, m.aliases, ())),
                p.data, p.eval.templates)
     shards = data_shards(p.data)
-    rows = filter_shards(shards, ConceptMatcher(c.name, c.aliases), p.filter.max_matches).rows
+    rows = filter_shards(shards, ConceptMatcher(c.name, c.aliases), p.filter.max_matches,
+                         p.data.workers).rows
     man = build_many(shards, {name: rows}, None, SetsConfig.from_params(p.sets, p.seed, p.data),
                      p.multi.sets, None)
     write_json(concept_dir(p.multi.sets, name) / MANIFEST,

@@ -16,7 +16,8 @@ from pipeline.sets.match import ConceptMatcher
 def main(p: Params) -> None:
     lookup(p.concept, p.concept_kind, p.filter.aliases, p.data, p.eval.templates)
     matcher = ConceptMatcher(p.concept, p.filter.aliases)
-    result = filter_shards(data_shards(p.data), matcher, p.filter.max_matches)
+    result = filter_shards(data_shards(p.data), matcher, p.filter.max_matches,
+                           p.data.workers)
     write_index(p.filter.out, result.rows)
     write_json(metrics_path("filter"), {
         "concept": p.concept, "aliases": p.filter.aliases, "matches": len(result.rows),

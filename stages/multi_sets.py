@@ -36,7 +36,8 @@ def main(p: Params) -> None:
     concepts = [lookup(n, "auto", (), d, p.eval.templates) for n in wanted]
     check_distinct(concepts)
     shards = data_shards(d)
-    rows = {c.label: filter_shards(shards, ConceptMatcher(c.name), p.filter.max_matches).rows
+    rows = {c.label: filter_shards(shards, ConceptMatcher(c.name), p.filter.max_matches,
+                                    d.workers).rows
             for c in concepts}
     anyone = ConceptMatcher(concepts[0].name, [c.name for c in concepts[1:]])
     manifest = build_many(shards, rows, anyone, SetsConfig.from_params(p.sets, p.seed, p.data),

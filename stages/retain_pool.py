@@ -25,7 +25,8 @@ def main(p: Params) -> None:
     with atomic_dir(p.pool.out) as tmp:
         start = time.time()
         data_manifest = build_pool(data_shards(p.data), p.pool.n, p.seed, tmp / RP.DATA,
-                                   p.data.on_damaged_shard, p.data.max_damaged_share)
+                                   p.data.on_damaged_shard, p.data.max_damaged_share,
+                                   p.data.workers)
         data = RP.load_data(tmp, bundle.preprocess, bundle.tokenizer)
         load_s = time.time() - start
         start = time.time()

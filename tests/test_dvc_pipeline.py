@@ -4,6 +4,7 @@ micro CLIP knows the concept before it looks at the unlearning."""
 
 import csv
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .helpers import merge, run_module, write_params
+from .helpers import ROOT, merge, run_module, write_params
 from .micro import MICRO_PARAMS, sh
 
 
@@ -233,8 +234,12 @@ def test_several_concepts_at_once_reuse_what_dvc_cached(micro_repo, tmp_path):
         assert ev["before"]["concepts"][c]["forget"]["top1"] >= 0.8  # known before ...
         assert ev["after"]["concepts"][c]["forget"]["top1"] <= 0.05  # ... forgotten after
     assert (repo / "models" / "multi-stack" / "stack.json").exists()
+    readme = (ROOT / "README.md").read_text()  # the README's export of the stack, as printed
+    export = re.search(r"^(slug export --patch models/multi-stack --out (\S+))", readme, re.M)
+    sh(*export.group(1).split(), cwd=repo)
+    assert json.loads((repo / export.group(2) / "open_clip_config.json").read_text())
     write_params(repo / "params.yaml", merge(MICRO_PARAMS, {"concepts": ["Iron Man", "Pikachu"]}))
-    out = sh("dvc", "repro", "multi_evaluate", cwd=repo)
+    out = sh("dvc", "repro", "--dry", "multi_evaluate", cwd=repo)  # what DVC would run
     for said in ("Stage 'concept_sets@Iron Man' didn't change",
                  "Stage 'concept_grads@Iron Man' didn't change",
                  "Running stage 'concept_grads@Pikachu'"):

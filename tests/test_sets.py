@@ -80,3 +80,31 @@ def test_build_many_gives_each_concept_its_lone_split_and_a_retain_that_names_no
         assert man["concepts"][n]["forget_test"]["n"] == len(_keys(alone / "forget_test.tar"))
     retain = _keys(tmp_path / "many" / "retain.tar") | _keys(tmp_path / "many" / "retain_val.tar")
     assert len(retain) == 30 and not any(anyone(captions[k]) for k in retain)
+
+
+def test_worker_processes_give_the_same_index_sets_and_bytes(micro_world, tmp_path):
+    """``data.workers``: the shard scans over 2 processes give the serial run's index rows,
+    split tars and manifest, byte for byte; a worker's error reaches the caller as itself."""
+    import dataclasses
+    import json
+
+    from pipeline.sets.build import collect
+
+    shards = list_shards(micro_world / "laion")
+    holdout = list_shards(micro_world / "holdout")
+    m = ConceptMatcher("Elon Musk", ["Taylor Swift"])
+    cfg = SetsConfig(seed=0, test_fraction=0.5, n_retain=20, n_retain_val=10, n_nonmembers=8)
+    out = {}
+    for workers in (1, 2):
+        rows = filter_shards(shards, m, 10_000, workers=workers)
+        man = build_sets(shards, rows.rows, m, dataclasses.replace(cfg, workers=workers),
+                         tmp_path / str(workers), holdout)
+        tars = {p.name: p.read_bytes() for p in sorted((tmp_path / str(workers)).glob("*.tar"))}
+        out[workers] = (rows, json.dumps(man, sort_keys=True), tars)
+    assert out[1] == out[2] and len(out[1][2]) == 5
+    wanted = {(s.name, "no-such-key"): "x" for s in shards}
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "00000.tar").write_bytes(b"not a tar" * 100)
+    bad = list_shards(tmp_path / "bad")
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        collect([*bad, *shards], {**wanted, ("00000", "k"): "x"}, {}, workers=2)

@@ -31,6 +31,7 @@ from ..datasets.shards import (
 )
 from ..errors import DataError
 from ..io import sha256_file
+from ..parallel import ordered_map
 from ..params import DataParams, SetsParams
 from .match import ConceptMatcher
 
@@ -84,11 +85,16 @@ class SetsConfig:
     n_nonmembers: int
     on_damaged_shard: str = "error"  # data.*: a damaged shard stops the run, or is skipped
     max_damaged_share: float = 0.0
+    workers: int = 1  # data.workers: processes for the shard scans (the sets do not depend on it)
 
     @classmethod
     def from_params(cls, s: SetsParams, seed: int, d: DataParams) -> "SetsConfig":
         return cls(seed, s.test_fraction, s.n_retain, s.n_retain_val, s.n_nonmembers,
-                   d.on_damaged_shard, d.max_damaged_share)
+                   d.on_damaged_shard, d.max_damaged_share, d.workers)
+
+    def record(self) -> dict:
+        """What a manifest records: everything the sets depend on (not ``workers``)."""
+        return {k: v for k, v in self.__dict__.items() if k != "workers"}
 
 
 def _sample(candidates: list[tuple[str, str]], n: int, rng: np.random.Generator):
@@ -96,40 +102,70 @@ def _sample(candidates: list[tuple[str, str]], n: int, rng: np.random.Generator)
     return [candidates[i] for i in sorted(idx)]
 
 
+def _read_wanted(job: tuple[Shard, set[str], bool]) -> tuple[list, int, int, dict]:
+    """One shard's wanted samples, in tar order (a worker's job): the samples, how many were
+    incomplete or undecodable, and the shard's damage when tolerated."""
+    shard, keys, tolerate = job
+    damaged: dict | None = {} if tolerate else None
+    samples, incomplete, corrupt = [], 0, 0
+    for key, files in iter_raw(shard, keys, damaged):
+        img = next((e for e in IMAGE_EXTS if e in files), None)
+        if img is None or "txt" not in files:
+            incomplete += 1
+            continue
+        try:
+            decode_image(files[img])
+        except Exception:
+            corrupt += 1
+            continue
+        samples.append((key, files))
+    return samples, incomplete, corrupt, damaged or {}
+
+
 def collect(shards: Sequence[Shard], wanted: dict[tuple[str, str], str | tuple[str, ...]],
-            skipped: dict, on_damaged: str = "error", max_share: float = 0.0
+            skipped: dict, on_damaged: str = "error", max_share: float = 0.0, workers: int = 1
             ) -> dict[str, list[tuple[str, dict]]]:
-    """One pass per shard: route each wanted (shard, key) to its split (or splits); drop
-    undecodable images. A damaged shard is an error, or under ``on_damaged="skip"`` its readable
-    samples are used and it is named in ``skipped["damaged_shards"]`` (an error past
-    ``max_share`` of the shards read)."""
+    """One pass per shard (over ``workers`` processes; the result does not depend on them):
+    route each wanted (shard, key) to its split (or splits); drop undecodable images. A damaged
+    shard is an error, or under ``on_damaged="skip"`` its readable samples are used and it is
+    named in ``skipped["damaged_shards"]`` (an error past ``max_share`` of the shards read)."""
     out: dict[str, list] = defaultdict(list)
     by_shard: dict[str, set] = defaultdict(set)
     for s, k in wanted:
         by_shard[s].add(k)
     damaged = skipped.setdefault("damaged_shards", {}) if on_damaged == "skip" else None
-    read = 0
-    for shard in shards:
-        keys = by_shard.get(shard.name)
-        if not keys:
-            continue
-        read += 1
-        for key, files in iter_raw(shard, keys, damaged):
-            img = next((e for e in IMAGE_EXTS if e in files), None)
-            if img is None or "txt" not in files:
-                skipped["incomplete"] += 1
-                continue
-            try:
-                decode_image(files[img])
-            except Exception:
-                skipped["corrupt_images"] += 1
-                continue
+    jobs = [(s, by_shard[s.name], damaged is not None) for s in shards if by_shard.get(s.name)]
+    for (shard, _, _), (samples, incomplete, corrupt, hurt) in zip(
+            jobs, ordered_map(_read_wanted, jobs, workers, "reading shards")):
+        for why, n in (("incomplete", incomplete), ("corrupt_images", corrupt)):
+            if n:
+                skipped[why] = skipped.get(why, 0) + n
+        if damaged is not None:
+            damaged.update(hurt)
+        for key, files in samples:
             to = wanted[(shard.name, key)]
             for split in (to,) if isinstance(to, str) else to:
                 out[split].append((key, files))
     if damaged is not None:
-        check_damage(damaged, read, max_share)
+        check_damage(damaged, len(jobs), max_share)
     return out
+
+
+def _unmatched(job: tuple[Shard, Callable[[str], bool] | None]) -> list[tuple[str, str]]:
+    """(shard, key) of one shard's samples whose caption ``matcher`` rejects (all of them
+    without a matcher), from the parquet (a worker's job)."""
+    shard, matcher = job
+    meta = read_metadata(shard, ("key", "caption"))
+    return [(shard.name, str(k)) for k, c in zip(meta["key"], meta["caption"])
+            if matcher is None or not matcher(c)]
+
+
+def candidates(shards: Sequence[Shard], matcher: Callable[[str], bool] | None, workers: int = 1
+               ) -> list[tuple[str, str]]:
+    """Every shard's ``_unmatched`` samples, in shard order."""
+    jobs = [(s, matcher) for s in shards]
+    return [sk for part in ordered_map(_unmatched, jobs, workers, "reading metadata")
+            for sk in part]
 
 
 def forget_wanted(forget_rows: list[dict], cfg: SetsConfig, rng: np.random.Generator
@@ -150,11 +186,7 @@ def retain_wanted(shards: Sequence[Shard], matcher: Callable[[str], bool], cfg: 
                   rng: np.random.Generator) -> dict[tuple[str, str], str]:
     """A seeded sample of the samples whose caption ``matcher`` rejects: retain and
     retain-validation."""
-    others = []
-    for shard in shards:
-        meta = read_metadata(shard, ("key", "caption"))
-        others += [(shard.name, str(k)) for k, c in zip(meta["key"], meta["caption"])
-                   if not matcher(c)]
+    others = candidates(shards, matcher, cfg.workers)
     need = cfg.n_retain + cfg.n_retain_val
     if len(others) < need:
         raise DataError(f"only {len(others)} samples without the concept, {need} requested "
@@ -180,17 +212,13 @@ def build_sets(shards: Sequence[Shard], forget_rows: list[dict], matcher: Concep
     wanted.update(retain_wanted(shards, matcher, cfg, rng))
     skipped = {"corrupt_images": 0, "incomplete": 0}
     damage = (cfg.on_damaged_shard, cfg.max_damaged_share)
-    routed = collect(shards, wanted, skipped, *damage)
+    routed = collect(shards, wanted, skipped, *damage, cfg.workers)
     if nonmember_shards and cfg.n_nonmembers:
-        cands = []
-        for shard in nonmember_shards:
-            meta = read_metadata(shard, ("key", "caption"))
-            cands += [(shard.name, str(k)) for k, c in zip(meta["key"], meta["caption"])
-                      if not matcher(c)]
+        cands = candidates(nonmember_shards, matcher, cfg.workers)
         nm = {sk: "nonmembers" for sk in _sample(cands, cfg.n_nonmembers, rng)}
-        routed.update(collect(nonmember_shards, nm, skipped, *damage))
+        routed.update(collect(nonmember_shards, nm, skipped, *damage, cfg.workers))
 
-    manifest = {"config": cfg.__dict__, "skipped": skipped, "splits": {},
+    manifest = {"config": cfg.record(), "skipped": skipped, "splits": {},
                 "inputs": fingerprints([*shards, *nonmember_shards])}
     for split in SPLITS:
         samples = routed.get(split, [])
@@ -204,20 +232,18 @@ def build_sets(shards: Sequence[Shard], forget_rows: list[dict], matcher: Concep
 
 
 def build_pool(shards: Sequence[Shard], n: int, seed: int, out: Path, on_damaged: str = "error",
-               max_share: float = 0.0) -> dict:
+               max_share: float = 0.0, workers: int = 1) -> dict:
     """The retain pool (``pipeline.unlearn.retain_pool``) as one webdataset tar: a seeded sample
     of ``n`` training pairs, whatever their caption, so that one pool serves every concept (a
     request drops the pairs that mention its own). Returns its manifest."""
     rng = np.random.default_rng(seed)
-    cands = []
-    for shard in shards:
-        cands += [(shard.name, str(k)) for k in read_metadata(shard, ("key", "caption"))["key"]]
+    cands = candidates(shards, None, workers)
     if len(cands) < n:
         raise DataError(f"the shards hold {len(cands)} pairs, the retain pool asks for {n} "
                         f"(pool.n)")
     skipped = {"corrupt_images": 0, "incomplete": 0}
     samples = collect(shards, {sk: "pool" for sk in _sample(cands, n, rng)}, skipped, on_damaged,
-                      max_share)["pool"]
+                      max_share, workers)["pool"]
     write_tar(out, samples)
     return {"n": len(samples), "requested": n, "seed": seed, "skipped": skipped,
             "keys": [k for k, _ in samples], "sha256": sha256_file(out)}

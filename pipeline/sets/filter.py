@@ -10,6 +10,7 @@ from typing import Sequence
 from ..datasets.shards import BAD_CAPTIONS, Shard, read_metadata
 from ..errors import DataError
 from ..io import write_csv
+from ..parallel import ordered_map
 from .match import ConceptMatcher
 
 
@@ -22,24 +23,32 @@ class FilterResult:
     capped: bool = False
 
 
-def filter_shards(shards: Sequence[Shard], matcher: ConceptMatcher, max_matches: int
-                  ) -> FilterResult:
-    """Scan every shard's captions; keep the first ``max_matches`` matches in shard order.
+def _matches(job: tuple[Shard, ConceptMatcher]) -> tuple[int, int, list[tuple[str, str]]]:
+    """One shard's parquet (a worker's job): rows read, captions skipped, and the matches."""
+    shard, matcher = job
+    meta = read_metadata(shard, ("key", "caption"))
+    hits = [(str(k), c) for k, c in zip(meta["key"], meta["caption"]) if matcher(c)]
+    return len(meta), meta.attrs.get(BAD_CAPTIONS, 0), hits
+
+
+def filter_shards(shards: Sequence[Shard], matcher: ConceptMatcher, max_matches: int,
+                  workers: int = 1) -> FilterResult:
+    """Scan every shard's captions (over ``workers`` processes; the result does not depend on
+    them); keep the first ``max_matches`` matches in shard order.
 
     Every shard is scanned even after the cap is reached, so the per-shard statistics are
     complete (the reference's cap never fired at all, bug B7). Zero matches is an error.
     """
     result = FilterResult(rows=[])
-    for shard in shards:
-        meta = read_metadata(shard, ("key", "caption"))
-        result.scanned += len(meta)
-        if meta.attrs.get(BAD_CAPTIONS):
-            result.bad_captions[shard.name] = meta.attrs[BAD_CAPTIONS]
-        hits = [(k, c) for k, c in zip(meta["key"], meta["caption"]) if matcher(c)]
+    scans = ordered_map(_matches, [(s, matcher) for s in shards], workers, "scanning captions")
+    for shard, (n, bad, hits) in zip(shards, scans):
+        result.scanned += n
+        if bad:
+            result.bad_captions[shard.name] = bad
         result.per_shard[shard.name] = len(hits)
         room = max_matches - len(result.rows)
         result.capped |= len(hits) > room
-        result.rows += [{"shard": shard.name, "key": str(k), "caption": c} for k, c in hits[:max(room, 0)]]
+        result.rows += [{"shard": shard.name, "key": k, "caption": c} for k, c in hits[:max(room, 0)]]
     if not result.rows:
         names = ", ".join(s.name for s in shards[:5]) + (" ..." if len(shards) > 5 else "")
         raise DataError(f"no caption mentions {' / '.join(matcher.terms)!r} in {len(shards)} "

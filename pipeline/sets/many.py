@@ -54,8 +54,9 @@ def build_many(shards: Sequence[Shard], forget_rows: dict[str, list[dict]],
                 raise DataError(f"sample {sk} is both forget and retain")
             wanted[sk] = (split,)
     skipped = {"corrupt_images": 0, "incomplete": 0}
-    routed = collect(shards, dict(wanted), skipped, cfg.on_damaged_shard, cfg.max_damaged_share)
-    manifest = {"config": cfg.__dict__, "skipped": skipped, "splits": {}, "concepts": {},
+    routed = collect(shards, dict(wanted), skipped, cfg.on_damaged_shard, cfg.max_damaged_share,
+                     cfg.workers)
+    manifest = {"config": cfg.record(), "skipped": skipped, "splits": {}, "concepts": {},
                 "inputs": fingerprints(shards)}
     for split in RETAIN if matcher is not None else ():
         manifest["splits"][split] = write_split(split_path(retain_dir, split),

@@ -8,7 +8,6 @@ sets (other streams) never share a seed with the training shards.
 from __future__ import annotations
 
 import io
-import multiprocessing as mp
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,8 @@ from ..datasets import celeba as celeba_fmt
 from ..datasets import imagefolder, shards
 from ..io import write_bytes, write_json
 from ..names import file_name, label
+from ..parallel import ordered_map
 from ..params import MIX_KINDS
-from ..progress import progress
 from . import captions, draw
 from .concepts import (
     CHARACTER_NAMES,
@@ -130,13 +129,9 @@ def _eval_job(args):
     return _jpeg(img, cfg.jpeg_quality)
 
 
-def _map(fn, jobs, workers: int, desc: str):
-    """Ordered parallel map with a progress bar (results do not depend on ``workers``)."""
-    if workers <= 1:
-        return [fn(j) for j in progress(jobs, desc=desc)]
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    with ctx.Pool(workers) as pool:
-        return list(progress(pool.imap(fn, jobs, chunksize=64), total=len(jobs), desc=desc))
+def _map(fn, jobs, workers: int, desc: str) -> list:
+    """Ordered parallel map (results do not depend on ``workers``)."""
+    return list(ordered_map(fn, jobs, workers, desc, chunksize=64))
 
 
 def write_laion(cfg: WorldConfig, root: Path, stream: str = "laion", n_shards: int | None = None,
