@@ -47,6 +47,7 @@ def tiny():
     return build("tiny-clip")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """The end-to-end tests (those on the micro repository) first, in their own order, and under
     pytest-xdist (``python3 dev.py test`` runs ``-n logical --dist loadgroup``) as one group: one
