@@ -69,9 +69,7 @@ def main(argv: list[str]) -> None:
         sh(BIN / "dvc", "repro", "benchmarks/unlearncanvas/dvc.yaml", *argv[1:], env=env())
     elif argv[0] == "test":
         sh(BIN / "ruff", "check", ".", env=env())  # dead code and unused imports never land
-        # the end-to-end tests on one worker, the rest on the others (tests/conftest.py)
-        sh(BIN / "python", "-m", "pytest", "-n", "logical", "--dist", "loadgroup", *argv[1:],
-           env=env())
+        sh(BIN / "python", "-m", "pytest", *argv[1:], env=env())
 
 
 if __name__ == "__main__":

@@ -46,13 +46,3 @@ def tiny():
     torch.manual_seed(0)
     return build("tiny-clip")
 
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    """The end-to-end tests (those on the micro repository) first, in their own order, and under
-    pytest-xdist (``python3 dev.py test`` runs ``-n logical --dist loadgroup``) as one group: one
-    worker builds the micro repository once and runs them while the others take the rest."""
-    micro = [i for i in items if "micro_repo" in getattr(i, "fixturenames", ())]
-    for item in micro:
-        item.add_marker(pytest.mark.xdist_group("micro"))
-    items[:] = micro + [i for i in items if i not in micro]
