@@ -239,7 +239,7 @@ def test_several_concepts_at_once_reuse_what_dvc_cached(micro_repo, tmp_path):
     sh(*export.group(1).split(), cwd=repo)
     assert json.loads((repo / export.group(2) / "open_clip_config.json").read_text())
     write_params(repo / "params.yaml", merge(MICRO_PARAMS, {"concepts": ["Iron Man", "Pikachu"]}))
-    out = sh("dvc", "repro", "--dry", "multi_evaluate", cwd=repo)  # what DVC would run
+    out = sh("dvc", "repro", "multi_evaluate", cwd=repo)  # (--dry fails on a missing new dep)
     for said in ("Stage 'concept_sets@Iron Man' didn't change",
                  "Stage 'concept_grads@Iron Man' didn't change",
                  "Running stage 'concept_grads@Pikachu'"):
