@@ -69,7 +69,11 @@ def main(argv: list[str]) -> None:
         sh(BIN / "dvc", "repro", "benchmarks/unlearncanvas/dvc.yaml", *argv[1:], env=env())
     elif argv[0] == "test":
         sh(BIN / "ruff", "check", ".", env=env())  # dead code and unused imports never land
-        sh(BIN / "python", "-m", "pytest", *argv[1:], env=env())
+        # pytest-xdist workers, one per core up to 4 (each test process one thread:
+        # tests/conftest.py); the micro repository is built in the background meanwhile
+        workers = str(min(4, max(2, os.cpu_count() or 2)))
+        sh(BIN / "python", "-m", "pytest", "-n", workers, "--dist", "worksteal", *argv[1:],
+           env=env())
 
 
 if __name__ == "__main__":

@@ -1,8 +1,14 @@
+import os
 import shutil
 from pathlib import Path
 
-import pytest
-import torch
+# one thread per test process: under `python3 dev.py test` the micro build and the pytest-xdist
+# workers share the machine's cores (set before torch starts its thread pool; the build and every
+# stage the tests start inherit it, so reruns compare like with like)
+os.environ["OMP_NUM_THREADS"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from pipeline.tinyworld.generate import generate
 
@@ -29,13 +35,42 @@ def world_copy(micro_world, tmp_path) -> Path:
     return dst
 
 
-@pytest.fixture(scope="session")
-def micro_repo(tmp_path_factory) -> Path:
-    """The micro repository (``tests/micro.py``) after one ``dvc repro``, committed; made once
-    for every end-to-end test."""
-    from .micro import reproduced
+def uses_micro_repo(item) -> bool:
+    return "micro_repo" in getattr(item, "fixturenames", ())
 
-    return reproduced(tmp_path_factory.mktemp("e2e"))
+
+def pytest_collection_modifyitems(config, items):
+    """The tests on the micro repository last: the unit tests run while it is built."""
+    items.sort(key=uses_micro_repo)  # stable: each group keeps its order
+
+
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ... under pytest-xdist
+
+
+@pytest.fixture(scope="session", autouse=True)
+def micro_build(request, tmp_path_factory):
+    """Starts the micro repository's build (``tests/micro.py``) in the background when a selected
+    test needs it: one build for the session, shared by every pytest-xdist worker."""
+    from .micro import Build
+
+    base = tmp_path_factory.getbasetemp()
+    build = Build((base.parent if WORKER else base) / "micro-build")
+    if any(uses_micro_repo(i) for i in request.session.items):
+        build.start()
+    yield build
+    build.finish()
+
+
+@pytest.fixture(scope="session")
+def micro_repo(micro_build, tmp_path_factory) -> Path:
+    """The micro repository after one ``dvc repro``, committed; each worker gets its own copy
+    (the tests change params, run experiments and reviews in it, one after another)."""
+    built = micro_build.repo()
+    if not WORKER:
+        return built
+    mine = tmp_path_factory.mktemp("e2e") / "repo"
+    shutil.copytree(built, mine, symlinks=True)
+    return mine
 
 
 @pytest.fixture(scope="module")

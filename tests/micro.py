@@ -7,10 +7,12 @@ characters' evaluation images are named correctly (measured: Iron Man and every 
 1.00 after 150 steps of batch 64 on 2 x 600 samples, 27 s, against 0.00 for Elon Musk among the
 24 identities; 500 steps on 2 x 1,000 identity-mixed samples were needed for Elon Musk)."""
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from .helpers import write_params
@@ -19,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 STYLES, OBJECTS = ["Pop_Art", "Van_Gogh"], ["Circle", "Heart"]
+BUILD_TIMEOUT = 1500  # the build shares the machine with the unit tests
 MICRO_PARAMS = {
     "concept": "Iron Man",
     "tinyworld": {"n_shards": 2, "samples_per_shard": 600, "celeba_per_identity": 2,
@@ -49,11 +52,11 @@ MICRO_PARAMS = {
 }
 
 
-def sh(*cmd, cwd):
+def sh(*cmd, cwd, timeout=600):
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{cmd}: {proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
@@ -84,7 +87,62 @@ def reproduced(tmp_path) -> Path:
     """A micro repository after one ``dvc repro`` of the main pipeline, committed (the baseline
     that experiments and reviews compare with)."""
     repo = make_repo(tmp_path)
-    sh("dvc", "repro", cwd=repo)
+    sh("dvc", "repro", cwd=repo, timeout=BUILD_TIMEOUT)
     sh("git", "add", "-A", cwd=repo)
     sh("git", "commit", "-qm", "dvc repro", cwd=repo)
     return repo
+
+
+class Build:
+    """The micro repository built once per test session in a background process, while the unit
+    tests run (``conftest``). Under pytest-xdist every worker shares one ``folder``: the first to
+    claim it starts the build, the others wait for its ``status.json``."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.proc = folder, None
+        self.status, self.log = folder / "status.json", folder / "build.log"
+
+    def start(self) -> None:
+        try:
+            self.folder.mkdir(parents=True)  # the claim: atomic, one winner
+        except FileExistsError:
+            return
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "tests.micro", str(self.folder)],
+                                         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+    def repo(self) -> Path:
+        """The built repository, once the build has finished; its log's tail if it failed."""
+        deadline = time.monotonic() + BUILD_TIMEOUT + 120
+        while not self.status.exists():
+            if self.proc is not None and self.proc.poll() is not None and not self.status.exists():
+                raise RuntimeError(f"the micro build died (rc {self.proc.returncode}):\n"
+                                   f"{self.log.read_text()[-4000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no micro build after {BUILD_TIMEOUT + 120} s: {self.folder}")
+            time.sleep(1)
+        status = json.loads(self.status.read_text())
+        if status["error"]:
+            raise RuntimeError(f"the micro build failed:\n{status['error'][-4000:]}")
+        return Path(status["repo"])
+
+    def finish(self) -> None:
+        """The process that started the build waits for it (another worker may be waiting too);
+        an interrupted session stops it."""
+        if self.proc is not None:
+            try:
+                self.proc.wait()
+            except KeyboardInterrupt:
+                self.proc.terminate()
+                raise
+
+
+if __name__ == "__main__":  # python -m tests.micro FOLDER: Build's background process
+    folder = Path(sys.argv[1])
+    try:
+        status = {"repo": str(reproduced(folder)), "error": ""}
+    except BaseException as exc:  # noqa: BLE001 - every failure is reported to the waiting tests
+        status = {"repo": "", "error": f"{type(exc).__name__}: {exc}"}
+    tmp = folder / "status.json.tmp"
+    tmp.write_text(json.dumps(status))
+    tmp.replace(folder / "status.json")
