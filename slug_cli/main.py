@@ -182,6 +182,25 @@ def _cmd_export_vlm(args) -> None:
           f"(load with LlavaForConditionalGeneration.from_pretrained({str(out)!r}))")
 
 
+def _cmd_sweep(args) -> None:
+    from pathlib import Path
+
+    from . import sweep
+
+    threads = args.threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or _torch_threads()
+    done = sweep.sweep(args.target, address=args.address, workers=args.workers, threads=threads,
+                       gpus=args.gpus, root=Path("."))
+    nodes = sorted({d.node for d in done})
+    print(f"swept {args.target}: {len(done)} task(s) on {len(nodes)} node(s), "
+          f"{sum(d.seconds for d in done):.0f} task-seconds; committed and reproduced")
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()  # what a stage of the serial run uses
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="slug", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -231,6 +250,17 @@ def main(argv: list[str] | None = None) -> None:
     sp.add_argument("--patch", help="patch folder from vlm_unlearn (default: vlm.patch)")
     sp.add_argument("--out", required=True, help="the VLM folder to write")
     sp.set_defaults(fn=_cmd_export_vlm)
+    sp = sub.add_parser("sweep", help="run a sweep's matrix/foreach stages as tasks on a Ray "
+                        "cluster, then dvc commit them and dvc repro the rest")
+    sp.add_argument("target", nargs="?", default="benchmarks/unlearncanvas/dvc.yaml",
+                    help="the sweep's dvc.yaml (default: the UnlearnCanvas sweep)")
+    sp.add_argument("--address", help="a running Ray cluster (auto, ray://host:10001); default: "
+                    "start a local one")
+    sp.add_argument("--workers", type=int, default=2, help="tasks at once on the local cluster")
+    sp.add_argument("--threads", type=int, help="torch threads per task (default: the serial "
+                    "run's, $OMP_NUM_THREADS or torch's)")
+    sp.add_argument("--gpus", type=float, default=0.0, help="GPUs per task (1 on a GPU cluster)")
+    sp.set_defaults(fn=_cmd_sweep)
     args = ap.parse_args(argv)
     try:
         args.fn(args)

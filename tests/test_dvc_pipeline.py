@@ -83,10 +83,11 @@ def test_dvc_repro_runs_the_pipeline(micro_repo):
 
 
 @pytest.mark.slow
-def test_unlearncanvas_sweep_and_same_seeds_same_numbers(micro_repo):
+def test_unlearncanvas_sweep_and_same_seeds_same_numbers(micro_repo, tmp_path):
     """The sweep's own dvc.yaml on two styles and two objects (the faithful step: one process per
     target and method), the table, one target rerun by hand: the same seeds give the same UA /
-    IRA / CRA, step and patch; and the selective step on one target, by hand."""
+    IRA / CRA, step and patch; the selective step on one target, by hand; and the sweep again as
+    tasks on a local Ray cluster (``slug sweep``): the same rows, recorded by DVC."""
     repo = micro_repo
     sh("dvc", "repro", "benchmarks/unlearncanvas/dvc.yaml", cwd=repo)
     table = json.loads((repo / "benchmarks/unlearncanvas/metrics.json").read_text())
@@ -124,6 +125,37 @@ def test_unlearncanvas_sweep_and_same_seeds_same_numbers(micro_repo):
     proc = run_module("stages.canvas", "--target", "Monet", "--selectivity", "none", "--patch",
                       "x/patch", "--metrics", "x/m.json", cwd=repo)
     assert proc.returncode == 1 and "neither a style" in proc.stderr
+
+    fanned = tmp_path / "fanned"  # the repository before the sweep, then the sweep on Ray
+    shutil.copytree(repo, fanned, symlinks=True)
+    for made in ("benchmarks/unlearncanvas/dvc.lock", "benchmarks/unlearncanvas/metrics.json",
+                 "results/unlearncanvas", "plots/unlearncanvas"):
+        (shutil.rmtree if (fanned / made).is_dir() else Path.unlink)(fanned / made)
+    out = sh(sys.executable, "-m", "slug_cli", "sweep", "--workers", "2", "--threads", "1",
+             cwd=fanned)  # one thread per task, as every stage of this test session runs
+    assert "4 item(s)" in out and "4 task(s)" in out, out
+    assert "Data and pipelines are up to date" in sh("dvc", "status",
+                                                     "benchmarks/unlearncanvas/dvc.yaml", cwd=fanned)
+    for kind, target in (("style", "Pop_Art"), ("style", "Van_Gogh"), ("object", "Circle"),
+                         ("object", "Heart")):
+        row = f"results/unlearncanvas/none/{kind}/{target}"
+        a, b = (json.loads((r / row / "metrics.json").read_text()) for r in (repo, fanned))
+        for key in ("UA", "IRA", "CRA", "layer", "lambda", "before", "after", "search"):
+            assert a[key] == b[key], (target, key)
+        assert a["threads"] == b["threads"] == 1
+        assert ((repo / row / "patch/text_encoder_patch.safetensors").read_bytes() ==
+                (fanned / row / "patch/text_encoder_patch.safetensors").read_bytes())
+    serial, tasks = (json.loads((r / "benchmarks/unlearncanvas/metrics.json").read_text())
+                     for r in (repo, fanned))
+    assert _timeless(serial["methods"]) == _timeless(tasks["methods"])  # the table's rows
+
+
+def _timeless(x):
+    """JSON without what records time, memory or its own hash (what differs between two runs)."""
+    if isinstance(x, dict):
+        return {k: _timeless(v) for k, v in x.items() if not any(
+            w in k for w in ("time", "seconds", "peak", "memory", "integrity"))}
+    return [_timeless(v) for v in x] if isinstance(x, list) else x
 
 
 @pytest.mark.slow
@@ -247,18 +279,13 @@ def test_several_concepts_at_once_reuse_what_dvc_cached(micro_repo, tmp_path):
 
 
 def _settled(tree: Path) -> dict:
-    """A folder's files, JSON without what records time, memory or its own hash."""
+    """A folder's files, JSON ``_timeless``."""
     out = {}
     for f in sorted(tree.rglob("*")):
         if f.is_file():
             data = f.read_bytes()
             if f.suffix == ".json":
-                def drop(x):
-                    if isinstance(x, dict):
-                        return {k: drop(v) for k, v in x.items() if not any(
-                            w in k for w in ("time", "seconds", "peak", "integrity"))}
-                    return [drop(v) for v in x] if isinstance(x, list) else x
-                data = drop(json.loads(data))
+                data = _timeless(json.loads(data))
             out[f.relative_to(tree).as_posix()] = data
     return out
 
