@@ -47,14 +47,39 @@ def pytest_collection_modifyitems(config, items):
 WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ... under pytest-xdist
 
 
-@pytest.fixture(scope="session", autouse=True)
-def micro_build(request, tmp_path_factory):
-    """Starts the micro repository's build (``tests/micro.py``) in the background when a selected
-    test needs it: one build for the session, shared by every pytest-xdist worker."""
+def _shared_build(base: Path):
+    """The session's one build, in the run's base folder (a worker's base is inside it)."""
     from .micro import Build
 
-    base = tmp_path_factory.getbasetemp()
-    build = Build((base.parent if WORKER else base) / "micro-build")
+    return Build((base.parent if WORKER else base) / "micro-build")
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own configure made the run's temporary folder
+def pytest_configure(config):
+    """The whole suite (no paths, -k or -m given) starts the micro build before the workers
+    exist; the workers then run below it in priority (nice 5), since the end-to-end tests wait
+    for it. A selection starts the build only when one of its tests needs it (below)."""
+    if WORKER:
+        os.nice(5)
+        return
+    whole = (config.args_source == pytest.Config.ArgsSource.TESTPATHS
+             and not config.option.keyword and not config.option.markexpr)
+    if whole:
+        config.micro_build = _shared_build(config._tmp_path_factory.getbasetemp())
+        config.micro_build.start()
+
+
+def pytest_unconfigure(config):
+    if build := getattr(config, "micro_build", None):
+        build.finish()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def micro_build(request, tmp_path_factory):
+    """The micro repository's build (``tests/micro.py``), started here in the background when a
+    selected test needs it and the whole-suite start above did not: one build for the session,
+    shared by every pytest-xdist worker."""
+    build = _shared_build(tmp_path_factory.getbasetemp())
     if any(uses_micro_repo(i) for i in request.session.items):
         build.start()
     yield build
