@@ -11,12 +11,13 @@ from a ``dvc.yaml`` and records the outputs with ``dvc commit``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 from .errors import ParamsError
 from .progress import progress
@@ -50,16 +51,15 @@ def run_job(job: Job, threads: int) -> Done:
     return Done(job.name, proc.returncode, round(time.time() - start, 2), tail, os.uname().nodename)
 
 
-def run_jobs(jobs: Sequence[Job], *, address: str | None = None, workers: int = 2,
-             threads: int = 1, gpus: float = 0.0) -> list[Done]:
-    """Every job as a Ray task, in the jobs' order in the result. ``address``: an existing
-    cluster (``auto``, ``ray://host:10001``); ``None`` starts a local one of ``workers`` task slots
-    and stops it at the end."""
+@contextlib.contextmanager
+def engine(address: str | None = None, workers: int = 2, threads: int = 1, gpus: float = 0.0
+           ) -> Iterator[Callable[[Sequence[Job]], list[Done]]]:
+    """A Ray cluster for the duration; yields ``run(jobs)``, which runs every job as a task and
+    returns their results in the jobs' order. ``address``: an existing cluster (``auto``,
+    ``ray://host:10001``); ``None`` starts a local one of ``workers`` task slots."""
     if threads < 1 or workers < 1 or gpus < 0:
         raise ParamsError(f"threads and workers must be >= 1 and gpus >= 0 (got {threads}, "
                           f"{workers}, {gpus})")
-    if not jobs:
-        return []
     try:
         import ray
     except ImportError:
@@ -68,20 +68,40 @@ def run_jobs(jobs: Sequence[Job], *, address: str | None = None, workers: int = 
     local = address is None
     if local:  # Ray starts its workers at niceness 15: a task then yields to any other job on
         os.environ.setdefault("RAY_worker_niceness", "0")  # the host (measured: 33.5 s vs 16 s)
-    ray.init(address=address, num_cpus=workers * threads if local else None,
-             num_gpus=None if not local else (workers * gpus if gpus else 0),
-             include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
-        task = ray.remote(run_job).options(num_cpus=threads, num_gpus=gpus, max_retries=0)
+        ray.init(address=address, num_cpus=workers * threads if local else None,
+                 num_gpus=None if not local else (workers * gpus if gpus else 0),
+                 include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; the user gets one line
+        raise ParamsError(f"cannot {'start a local' if local else f'reach the {address}'} Ray "
+                          f"cluster: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    task = ray.remote(run_job).options(num_cpus=threads, num_gpus=gpus, max_retries=0)
+
+    def run(jobs: Sequence[Job]) -> list[Done]:
         refs = {task.remote(job, threads): job.name for job in jobs}
         done: dict[str, Done] = {}
         pending = list(refs)
-        with progress(total=len(jobs), desc="sweep tasks") as bar:
+        with progress(total=len(jobs), desc="tasks") as bar:
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1)
                 for ref in ready:
-                    done[refs[ref]] = ray.get(ref)
+                    try:
+                        done[refs[ref]] = ray.get(ref)
+                    except Exception as exc:  # noqa: BLE001 - the task's worker died: a failure
+                        done[refs[ref]] = Done(refs[ref], -1, 0.0, f"{type(exc).__name__}: {exc}",
+                                               "?")
                     bar.update(1)
+        return [done[job.name] for job in jobs]
+
+    try:
+        yield run
     finally:
         ray.shutdown()
-    return [done[job.name] for job in jobs]
+
+
+def run_jobs(jobs: Sequence[Job], **engine_kw) -> list[Done]:
+    """``engine(**engine_kw)`` for one batch of jobs (none: no cluster is started)."""
+    if not jobs:
+        return []
+    with engine(**engine_kw) as run:
+        return run(jobs)

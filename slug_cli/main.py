@@ -250,10 +250,10 @@ def main(argv: list[str] | None = None) -> None:
     sp.add_argument("--patch", help="patch folder from vlm_unlearn (default: vlm.patch)")
     sp.add_argument("--out", required=True, help="the VLM folder to write")
     sp.set_defaults(fn=_cmd_export_vlm)
-    sp = sub.add_parser("sweep", help="run a sweep's matrix/foreach stages as tasks on a Ray "
-                        "cluster, then dvc commit them and dvc repro the rest")
+    sp = sub.add_parser("sweep", help="run a dvc.yaml's changed stages as tasks on a Ray "
+                        "cluster (in dependency waves), each wave then dvc commit-ed")
     sp.add_argument("target", nargs="?", default="benchmarks/unlearncanvas/dvc.yaml",
-                    help="the sweep's dvc.yaml (default: the UnlearnCanvas sweep)")
+                    help="the dvc.yaml (default: the UnlearnCanvas sweep)")
     sp.add_argument("--address", help="a running Ray cluster (auto, ray://host:10001); default: "
                     "start a local one")
     sp.add_argument("--workers", type=int, default=2, help="tasks at once on the local cluster")

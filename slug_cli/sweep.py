@@ -1,18 +1,21 @@
-"""``slug sweep``: a sweep's ``dvc.yaml`` run with its matrix / foreach items as cluster tasks.
+"""``slug sweep``: a ``dvc.yaml``'s stages run as tasks on a Ray cluster, recorded by DVC.
 
-1. ``dvc repro`` of the stages upstream of the sweep (the shared inputs), as usual;
-2. every item stage of the sweep's own ``dvc.yaml`` that ``dvc status`` calls changed runs as one
-   task on the engine (``pipeline.cluster``), its command exactly as DVC would run it;
-3. ``dvc commit`` records the items that succeeded (their deps, outs and params in ``dvc.lock``),
-   so DVC caches them as if ``dvc repro`` had run them;
-4. ``dvc repro`` of the sweep then runs what is left (the table) and finds the items up to date.
+1. ``dvc repro`` of the stages upstream of the file (the shared inputs, in other ``dvc.yaml``
+   files), as usual;
+2. the file's stages that ``dvc status`` calls changed run as tasks (``pipeline.cluster``), each
+   stage's command exactly as DVC would run it, in waves: a stage waits for the changed stages it
+   depends on (the UnlearnCanvas sweep: every target at once, then the table);
+3. after each wave ``dvc commit`` records the stages that succeeded (deps, outs and params in
+   ``dvc.lock``), so DVC caches them as if ``dvc repro`` had run them;
+4. ``dvc repro`` of the file then finds everything up to date (or runs what a failure left).
 
-A failed item is named with the end of its output and left changed; the others stay committed.
+A failed stage is named with the end of its output; what succeeded before it stays committed.
 """
 
 from __future__ import annotations
 
 import subprocess
+from contextlib import nullcontext
 from pathlib import Path
 
 from pipeline import cluster
@@ -25,8 +28,9 @@ def _dvc(*args: str, root: Path) -> None:
         raise DataError(f"dvc {' '.join(args[:2])} failed: {(proc.stderr or proc.stdout)[-800:]}")
 
 
-def plan(target: str, root: Path) -> tuple[list[str], list[cluster.Job]]:
-    """The upstream stages of ``target`` and the jobs of its changed item stages."""
+def plan(target: str, root: Path) -> tuple[list[str], list[list[cluster.Job]]]:
+    """The stages upstream of ``target``'s file, and the file's changed stages in waves."""
+    import networkx as nx
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
@@ -35,16 +39,21 @@ def plan(target: str, root: Path) -> tuple[list[str], list[cluster.Job]]:
         with Repo(str(root)) as repo:
             stages = repo.stage.collect(target, with_deps=True)
             own = [s for s in stages if Path(s.path).resolve() == dvcfile]
-            items = [s for s in own if "@" in s.addressing]
-            changed = repo.status(targets=[s.addressing for s in items]) if items else {}
+            changed = repo.status(targets=[s.addressing for s in own]) if own else {}
+            graph = repo.index.graph
+            ups = {s.addressing: {u.addressing for u in nx.descendants(graph, s)} for s in own}
     except DvcException as exc:
         raise DataError(f"dvc cannot read {target!r}: {exc}") from None
-    if not items:
-        raise DataError(f"{target} has no matrix or foreach stages to fan out")
     upstream = [s.addressing for s in stages if Path(s.path).resolve() != dvcfile]
-    jobs = [cluster.Job(s.addressing, s.cmd, str(Path(s.wdir).resolve())) for s in items
-            if s.addressing in changed]
-    return upstream, jobs
+    pending = {s.addressing: s for s in own if s.addressing in changed}
+    waves = []
+    while pending:
+        ready = [a for a in pending if not ups[a] & pending.keys()]
+        waves.append([cluster.Job(a, pending[a].cmd, str(Path(pending[a].wdir).resolve()))
+                      for a in ready])
+        for a in ready:
+            del pending[a]
+    return upstream, waves
 
 
 def sweep(target: str, *, address: str | None, workers: int, threads: int, gpus: float,
@@ -53,17 +62,19 @@ def sweep(target: str, *, address: str | None, workers: int, threads: int, gpus:
     upstream, _ = plan(target, root)
     if upstream:
         _dvc("repro", *upstream, root=root)
-    _, jobs = plan(target, root)  # what the upstream run left changed
-    print(f"sweep: {len(jobs)} item(s) of {target} to run as tasks "
-          f"({workers if address is None else 'cluster'} worker(s), {threads} thread(s) each)")
-    done = cluster.run_jobs(jobs, address=address, workers=workers, threads=threads, gpus=gpus)
-    ok = [d.name for d in done if d.returncode == 0]
-    if ok:
-        _dvc("commit", "--force", *ok, root=root)
-    failed = [d for d in done if d.returncode]
-    if failed:
-        raise DataError(f"{len(failed)} of {len(done)} sweep task(s) failed (the others are "
-                        f"committed): " + "; ".join(f"{d.name} on {d.node}: {d.tail[-400:]}"
-                                                    for d in failed))
+    _, waves = plan(target, root)  # what the upstream run left changed
+    print(f"sweep: {sum(map(len, waves))} stage(s) of {target} to run as tasks in {len(waves)} "
+          f"wave(s) ({workers if address is None else 'cluster'} worker(s), {threads} thread(s) "
+          f"each)")
+    done: list[cluster.Done] = []
+    with cluster.engine(address, workers, threads, gpus) if waves else nullcontext() as run:
+        for jobs in waves:
+            done += (ran := run(jobs))
+            if ok := [d.name for d in ran if d.returncode == 0]:
+                _dvc("commit", "--force", *ok, root=root)
+            if failed := [d for d in ran if d.returncode]:
+                raise DataError(f"{len(failed)} of {len(ran)} task(s) of a wave failed (what "
+                                f"succeeded is committed): " + "; ".join(
+                                    f"{d.name} on {d.node}: {d.tail[-400:]}" for d in failed))
     _dvc("repro", target, root=root)
     return done
