@@ -188,11 +188,12 @@ def _cmd_sweep(args) -> None:
     from . import sweep
 
     threads = args.threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or _torch_threads()
-    done = sweep.sweep(args.target, address=args.address, workers=args.workers, threads=threads,
-                       gpus=args.gpus, root=Path("."))
+    done, reran = sweep.sweep(args.target, address=args.address, workers=args.workers,
+                              threads=threads, gpus=args.gpus, root=Path("."))
     nodes = sorted({d.node for d in done})
     print(f"swept {args.target}: {len(done)} task(s) on {len(nodes)} node(s), "
-          f"{sum(d.seconds for d in done):.0f} task-seconds; committed and reproduced")
+          f"{sum(d.seconds for d in done):.0f} task-seconds, committed; then dvc repro ran "
+          f"{reran} stage(s)")
 
 
 def _torch_threads() -> int:

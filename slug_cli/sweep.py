@@ -14,6 +14,7 @@ A failed stage is named with the end of its output; what succeeded before it sta
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from contextlib import nullcontext
 from pathlib import Path
@@ -22,10 +23,11 @@ from pipeline import cluster
 from pipeline.errors import DataError
 
 
-def _dvc(*args: str, root: Path) -> None:
+def _dvc(*args: str, root: Path) -> str:
     proc = subprocess.run(["dvc", *args], cwd=root, capture_output=True, text=True)
     if proc.returncode:
         raise DataError(f"dvc {' '.join(args[:2])} failed: {(proc.stderr or proc.stdout)[-800:]}")
+    return proc.stdout
 
 
 def plan(target: str, root: Path) -> tuple[list[str], list[list[cluster.Job]]]:
@@ -36,7 +38,7 @@ def plan(target: str, root: Path) -> tuple[list[str], list[list[cluster.Job]]]:
 
     dvcfile = (root / target).resolve()
     try:
-        with Repo(str(root)) as repo:
+        with contextlib.chdir(root), Repo(str(root)) as repo:  # DVC names stages from the cwd
             stages = repo.stage.collect(target, with_deps=True)
             own = [s for s in stages if Path(s.path).resolve() == dvcfile]
             changed = repo.status(targets=[s.addressing for s in own]) if own else {}
@@ -57,7 +59,9 @@ def plan(target: str, root: Path) -> tuple[list[str], list[list[cluster.Job]]]:
 
 
 def sweep(target: str, *, address: str | None, workers: int, threads: int, gpus: float,
-          root: Path = Path(".")) -> list[cluster.Done]:
+          root: Path = Path(".")) -> tuple[list[cluster.Done], int]:
+    """The tasks' results and how many stages the closing ``dvc repro`` still ran (0 when every
+    wave was committed)."""
     root = root.resolve()
     upstream, _ = plan(target, root)
     if upstream:
@@ -76,5 +80,5 @@ def sweep(target: str, *, address: str | None, workers: int, threads: int, gpus:
                 raise DataError(f"{len(failed)} of {len(ran)} task(s) of a wave failed (what "
                                 f"succeeded is committed): " + "; ".join(
                                     f"{d.name} on {d.node}: {d.tail[-400:]}" for d in failed))
-    _dvc("repro", target, root=root)
-    return done
+    reran = _dvc("repro", target, root=root).count("Running stage")
+    return done, reran

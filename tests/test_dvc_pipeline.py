@@ -134,6 +134,7 @@ def test_unlearncanvas_sweep_and_same_seeds_same_numbers(micro_repo, tmp_path):
     out = sh(sys.executable, "-m", "slug_cli", "sweep", "--workers", "2", "--threads", "1",
              cwd=fanned)  # one thread per task, as every stage of this test session runs
     assert "5 stage(s)" in out and "2 wave(s)" in out and "5 task(s)" in out, out  # then the table
+    assert "then dvc repro ran 0 stage(s)" in out, out  # every wave was committed
     assert "Data and pipelines are up to date" in sh("dvc", "status",
                                                      "benchmarks/unlearncanvas/dvc.yaml", cwd=fanned)
     for kind, target in (("style", "Pop_Art"), ("style", "Van_Gogh"), ("object", "Circle"),
