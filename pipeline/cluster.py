@@ -1,7 +1,7 @@
 """Independent commands of a sweep fanned out as tasks on a Ray cluster.
 
 A sweep (the UnlearnCanvas targets, a list of concepts) is many commands that share nothing but
-their inputs. ``run_jobs`` runs each as one Ray task: ``num_cpus=threads`` (torch pinned to that
+their inputs. ``engine`` runs each as one Ray task: ``num_cpus=threads`` (torch pinned to that
 many threads, as in the serial run, so a target's numbers do not depend on where it ran) and
 ``num_gpus=gpus`` (1 on a GPU cluster: one GPU per target). The commands write their outputs where
 the serial run would; on a cluster the repository must sit on a filesystem every node shares, at
@@ -70,7 +70,7 @@ def engine(address: str | None = None, workers: int = 2, threads: int = 1, gpus:
         os.environ.setdefault("RAY_worker_niceness", "0")  # the host (measured: 33.5 s vs 16 s)
     try:
         ray.init(address=address, num_cpus=workers * threads if local else None,
-                 num_gpus=None if not local else (workers * gpus if gpus else 0),
+                 num_gpus=workers * gpus if local else None,
                  include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; the user gets one line
         raise ParamsError(f"cannot {'start a local' if local else f'reach the {address}'} Ray "

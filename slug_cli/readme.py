@@ -280,10 +280,7 @@ def multi_full(root: Path) -> str:
 def multi_sd(root: Path) -> str:
     """Two concepts at once on the diffusion pipeline's text encoder, per strategy: the share of
     each one's generations judged as it, and of the retained concepts', before → after."""
-    runs = _load(root, "multi").get("sd")
-    if not runs:  # a benchmark run from before the SD stages existed
-        return ("Not run yet with the committed code: `dvc repro benchmarks/multiconcept/dvc.yaml` "
-                "writes it.")
+    runs = _load(root, "multi")["sd"]
     rows = [[r["strategy"] + ("" if r["reached"] else " (missed)"),
              *(f"{v['before']:.0f} → {v['after']:.0f}" for v in r["forgotten"].values()),
              f"{r['retained_before']:.1f} → {r['retained_after']:.1f}", f"{r['unlearn_s']:.0f}"]

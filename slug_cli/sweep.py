@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-from contextlib import nullcontext
 from pathlib import Path
 
 from pipeline import cluster
@@ -30,8 +29,10 @@ def _dvc(*args: str, root: Path) -> str:
     return proc.stdout
 
 
-def plan(target: str, root: Path) -> tuple[list[str], list[list[cluster.Job]]]:
-    """The stages upstream of ``target``'s file, and the file's changed stages in waves."""
+def plan(target: str, root: Path, waves: bool = True
+         ) -> tuple[list[str], list[list[cluster.Job]]]:
+    """The stages upstream of ``target``'s file, and (``waves``) the file's changed stages in
+    waves; without ``waves`` no status is computed (hashing every output of a large sweep)."""
     import networkx as nx
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
@@ -41,21 +42,22 @@ def plan(target: str, root: Path) -> tuple[list[str], list[list[cluster.Job]]]:
         with contextlib.chdir(root), Repo(str(root)) as repo:  # DVC names stages from the cwd
             stages = repo.stage.collect(target, with_deps=True)
             own = [s for s in stages if Path(s.path).resolve() == dvcfile]
-            changed = repo.status(targets=[s.addressing for s in own]) if own else {}
+            asked = [s.addressing for s in own] if waves else []
+            changed = repo.status(targets=asked) if asked else {}
             graph = repo.index.graph
             ups = {s.addressing: {u.addressing for u in nx.descendants(graph, s)} for s in own}
     except DvcException as exc:
         raise DataError(f"dvc cannot read {target!r}: {exc}") from None
     upstream = [s.addressing for s in stages if Path(s.path).resolve() != dvcfile]
     pending = {s.addressing: s for s in own if s.addressing in changed}
-    waves = []
+    order = []
     while pending:
         ready = [a for a in pending if not ups[a] & pending.keys()]
-        waves.append([cluster.Job(a, pending[a].cmd, str(Path(pending[a].wdir).resolve()))
+        order.append([cluster.Job(a, pending[a].cmd, str(Path(pending[a].wdir).resolve()))
                       for a in ready])
         for a in ready:
             del pending[a]
-    return upstream, waves
+    return upstream, order
 
 
 def sweep(target: str, *, address: str | None, workers: int, threads: int, gpus: float,
@@ -63,7 +65,7 @@ def sweep(target: str, *, address: str | None, workers: int, threads: int, gpus:
     """The tasks' results and how many stages the closing ``dvc repro`` still ran (0 when every
     wave was committed)."""
     root = root.resolve()
-    upstream, _ = plan(target, root)
+    upstream, _ = plan(target, root, waves=False)
     if upstream:
         _dvc("repro", *upstream, root=root)
     _, waves = plan(target, root)  # what the upstream run left changed
@@ -71,7 +73,7 @@ def sweep(target: str, *, address: str | None, workers: int, threads: int, gpus:
           f"wave(s) ({workers if address is None else 'cluster'} worker(s), {threads} thread(s) "
           f"each)")
     done: list[cluster.Done] = []
-    with cluster.engine(address, workers, threads, gpus) if waves else nullcontext() as run:
+    with cluster.engine(address, workers, threads, gpus) if waves else contextlib.nullcontext() as run:
         for jobs in waves:
             done += (ran := run(jobs))
             if ok := [d.name for d in ran if d.returncode == 0]:

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.io import write_json
+
 from .helpers import write_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,6 +149,4 @@ if __name__ == "__main__":  # python -m tests.micro FOLDER: Build's background p
         status = {"repo": str(reproduced(folder)), "error": ""}
     except BaseException as exc:  # noqa: BLE001 - every failure is reported to the waiting tests
         status = {"repo": "", "error": f"{type(exc).__name__}: {exc}"}
-    tmp = folder / "status.json.tmp"
-    tmp.write_text(json.dumps(status))
-    tmp.replace(folder / "status.json")
+    write_json(folder / "status.json", status)  # atomic: the waiting tests see all or nothing
