@@ -3,7 +3,7 @@ by one strategy (``pipeline.unlearn.multi``: joint | sequential), the patch stac
 every concept's held-out forget, the retained identities, ImageNet and the other kinds measured
 before and after the stack, in one pass each; times recorded.
 
-    python -m stages.multi --sets DIR --strategy joint --rounds 2 --out DIR
+    python -m stages.multi --sets DIR --strategy joint --rounds 2 --out DIR [--selectivity nullspace]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pipeline.evaluate.unlearning import many_inputs
 from pipeline.io import write_json
 from pipeline.models.factory import from_params
 from pipeline.models.structure import state_dict_hash
-from pipeline.params import Params
+from pipeline.params import SELECTIVITY, Params
 from pipeline.progress import progress
 from pipeline.unlearn import multi as M
 from pipeline.unlearn import stack as S
@@ -32,6 +32,8 @@ def main(p: Params) -> None:
     ap.add_argument("--strategy", required=True, choices=M.STRATEGIES)
     ap.add_argument("--rounds", type=int, default=2, help="joint: search passes at most")
     ap.add_argument("--out", required=True, help="writes stack/ and metrics.json here")
+    ap.add_argument("--selectivity", choices=SELECTIVITY,
+                    help="every step's (default: unlearn.selectivity)")
     args = ap.parse_args(sys.argv[1:])
     torch.manual_seed(p.seed)
     b, d, e = from_params(p.model, p.device), p.data, p.evaluate
@@ -40,7 +42,7 @@ def main(p: Params) -> None:
     base = state_dict_hash(b.model)
     judge = M.clip_scorers(b.model, b.tokenizer, scorer_kinds(sets), val, p.unlearn)
     res = M.forget(args.strategy, b.model, reqs, retain, judge, p.unlearn, p.rank, p.gradients,
-                   args.rounds, progress)
+                   args.rounds, progress, selectivity=args.selectivity)
     stack = S.Stack(res.strategy, base, M.patches(b.model, res, reqs, lambda r: {
         "concept": r.concept.label, "kind": r.concept.kind, "base_model": b.describe()}))
     S.save(stack, Path(args.out) / "stack")
@@ -50,7 +52,7 @@ def main(p: Params) -> None:
                                       Path(args.out) / "stack", b.preprocess)
     write_json(Path(args.out) / "metrics.json",
                M.record(res, before, after, {"evaluate_after": round(eval_s, 2)}))
-    print(f"multi: {res.strategy}, {len(reqs)} concepts, reached {res.reached}; unlearning "
+    print(f"multi: {res.strategy} ({res.selectivity}), {len(reqs)} concepts, reached {res.reached}; unlearning "
           f"{res.time_s['total']} s, evaluation {eval_s:.1f} s")
 
 

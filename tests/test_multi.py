@@ -135,6 +135,31 @@ def test_sequential_computes_each_gradient_on_the_model_with_the_earlier_edits(w
                                                            ("Elon Musk", "Taylor Swift")]
 
 
+@pytest.mark.parametrize("strategy", ["joint", "sequential"])
+def test_the_selective_variant_keeps_every_step_off_the_retained_inputs(world, strategy):
+    """Under nullspace each concept's step on visual.proj (the one candidate) moves no retained
+    input's output of that layer, where the paper's step does."""
+    from pipeline.unlearn.features import towers
+    from pipeline.unlearn.gradients import mean_gradient
+
+    model, reqs, retain = world
+    judge = Judge(model, {"Elon Musk": 0.02, "Taylor Swift": 0.04})
+    only_proj = ["transformer", "conv1", "positional", "token_embedding", "text_projection"]
+    sel = slug.Selectivity("nullspace", energy=1.0)
+    run = M.joint if strategy == "joint" else M.sequential
+    res = run(model, reqs, retain, judge, CFG, RANK, batch_size=4, exclude=only_proj,
+              selectivity=sel)
+    assert res.selectivity == "nullspace" and M.summary(res)["selectivity"] == "nullspace"
+    t = towers(model)["vision"]
+    with torch.no_grad():
+        x = t.pre_head(t.run(t.embed(retain.images), 0), retain.images)  # visual.proj's inputs
+    raw = mean_gradient(model, reqs[0].forget, "forget", 4)[0]["visual.proj"]
+    assert (x @ raw).norm() > 0.1 * x.norm() * raw.norm()  # the paper's step moves them
+    for e in res.edits.values():
+        assert e.layer == "visual.proj" and e.grad.norm() > 0
+        assert (x @ e.grad).norm() < 1e-5 * x.norm() * e.grad.norm()
+
+
 # ------------------------------------------------------------------------------- the stack
 
 def _stack(model, strategy, layers=("visual.proj", "text_projection"), scale=0.1):

@@ -10,6 +10,11 @@
   applied). A concept the others' edits leave unforgotten is then searched again with every
   other edit applied (``rounds``).
 
+Under ``unlearn.selectivity: nullspace`` (the selective variant) every concept's step is
+projected off the retained inputs of the layer it edits (``pipeline.unlearn.selective``) before
+its search: ``joint`` projects every concept's gradients with one forward pass over the retain
+pairs at the base; ``sequential`` projects each concept's on the model it is computed on.
+
 Either way each concept's step is an ``Edit``; ``patches`` turns the edits into one ``Patch``
 per concept, whose manifest names the model state it was computed on: the base (``joint``: the
 patches compose by adding their differences) or the base plus the earlier patches
@@ -121,6 +126,7 @@ class Result:
     rounds: int = 1
     scaled: dict[str, float] = field(default_factory=dict)  # shared layer -> the common scale
     target: float = 0.0  # the stop rule's
+    selectivity: str = "none"  # unlearn.selectivity of every concept's step
 
     @property
     def reached(self) -> bool:
@@ -151,10 +157,11 @@ def sequential(model, requests: Sequence[Request], retain: PairData, scorers: Sc
                cfg: slug.SearchConfig, rank_cfg: slug.RankConfig, *, batch_size: int,
                exclude: Sequence[str], max_forget: int | None = None,
                readable: Callable[[str], bool] | None = None,
+               selectivity: slug.Selectivity = slug.Selectivity(),
                progress=lambda x, **k: x) -> Result:
     """One concept after the other, each on the model with the earlier edits applied and judged
     with the earlier concepts whose search reached (one that could not be forgotten does not
-    hold back the next)."""
+    hold back the next); under ``selectivity`` each step projected on that model."""
     start, edits, states = time.time(), {}, {}
     with contextlib.ExitStack() as stack:
         for i, r in enumerate(progress(requests, desc="concepts")):
@@ -162,12 +169,14 @@ def sequential(model, requests: Sequence[Request], retain: PairData, scorers: Sc
             judged = [q for q in requests[:i] if edits[q.concept.label].reached] + [r]
             res = slug.unlearn(model, r.forget, retain, scorers(judged), cfg, rank_cfg,
                                batch_size=batch_size, exclude=exclude, readable=readable,
-                               fallback=slug.strongest, max_forget=max_forget)
+                               fallback=slug.strongest, max_forget=max_forget,
+                               selectivity=selectivity)
             edits[r.concept.label] = e = _edit(res)
             stack.enter_context(applied(model, [e]))
         final = scorers(requests).score()
     return Result("sequential", edits, states, final,
-                  {"total": round(time.time() - start, 2)}, target=cfg.target)
+                  {"total": round(time.time() - start, 2)}, target=cfg.target,
+                  selectivity=selectivity.mode)
 
 
 def joint(model, requests: Sequence[Request], retain: PairData, scorers: Scorers,
@@ -175,6 +184,7 @@ def joint(model, requests: Sequence[Request], retain: PairData, scorers: Scorers
           exclude: Sequence[str], max_forget: int | None = None, rounds: int = 2,
           forget_grad: Callable[[Request], dict] | None = None,
           readable: Callable[[str], bool] | None = None,
+          selectivity: slug.Selectivity = slug.Selectivity(),
           progress=lambda x, **k: x) -> Result:
     """Every gradient at the base weights (one retain pass; each concept's forget gradient from
     ``forget_grad`` when given, e.g. the ``concept_grads`` stage's, else computed here); each
@@ -194,6 +204,14 @@ def joint(model, requests: Sequence[Request], retain: PairData, scorers: Scorers
         grads[r.concept.label] = {x: g_f[x] for x in layers}  # only what a search may use
         del g_f
     del g_r
+    if selectivity.mode != "none":  # one forward pass over the retain pairs for every concept
+        from .selective import projectors
+
+        pj = projectors(model, sorted({x for ls in ranked.values() for x in ls}), retain,
+                        selectivity.energy)
+        for label in ranked:
+            grads[label], ranked[label], _ = slug.selective(
+                model, grads[label], ranked[label], retain, selectivity, pj)
     grad_s = time.time() - start
     edits: dict[str, Edit] = {}
 
@@ -222,7 +240,7 @@ def joint(model, requests: Sequence[Request], retain: PairData, scorers: Scorers
         final = scorers(requests).score()
     return Result("joint", edits, {label: base for label in edits}, final,
                   {"gradients": round(grad_s, 2), "total": round(time.time() - start, 2)},
-                  done, scaled, cfg.target)
+                  done, scaled, cfg.target, selectivity.mode)
 
 
 def _rescale_shared(model, requests, edits: dict[str, Edit], scorers: Scorers,
@@ -268,7 +286,8 @@ def patches(model, result: Result, requests: Sequence[Request], head_: Callable[
                 **head_(r), "resolved": r.concept.to_dict(), "layers": [e.layer],
                 "lambda": e.lam, "rel_step": e.rel_step,
                 "base_model_sha256": result.states[r.concept.label],
-                "search": {"reached": e.reached}, "stack": {"strategy": result.strategy}}))
+                "search": {"reached": e.reached}, "selectivity": result.selectivity,
+                "stack": {"strategy": result.strategy}}))
             if result.strategy == "sequential":
                 stack.enter_context(applied(model, [e]))
     return out
@@ -277,7 +296,8 @@ def patches(model, result: Result, requests: Sequence[Request], head_: Callable[
 def summary(res: Result) -> dict:
     """What a run found: per concept its edit, whether every concept still passes with every
     edit applied (on the search split), the repair rounds, the shared-layer scales, the times."""
-    return {"strategy": res.strategy, "reached": res.reached, "rounds": res.rounds,
+    return {"strategy": res.strategy, "selectivity": res.selectivity, "reached": res.reached,
+            "rounds": res.rounds,
             "shared_layer_scales": res.scaled,
             "search_final": {"forget": res.final[0], "retain": round(res.final[1], 4)},
             "time_s": dict(res.time_s),
@@ -327,12 +347,15 @@ def clip_scorers(model, tokenizer, kinds, retain_val: PairData, u: UnlearnParams
 def forget(strategy: str, model, reqs: Sequence[Request], retain: PairData, scorers: Scorers,
            u: UnlearnParams, rank: RankParams, g: GradientsParams, rounds: int = 2,
            progress=lambda x, **k: x, forget_grad: Callable[[Request], dict] | None = None,
-           readable: Callable[[str], bool] | None = None, target: float | None = None) -> Result:
+           readable: Callable[[str], bool] | None = None, target: float | None = None,
+           selectivity: str | None = None) -> Result:
     """``joint`` or ``sequential`` with the ``unlearn`` (``u``), ``rank`` and ``gradients``
     (``g``) params groups: the stop rule, the ranking and the gradient pass in force. ``scorers``
     judges a set of requests (``clip_scorers``, or generations for a diffusion pipeline);
     ``readable`` limits the layers to those the patched model reads; ``target`` replaces
-    ``u.target`` for a judge with its own (``sd.search.target``)."""
+    ``u.target`` for a judge with its own (``sd.search.target``). Every step is taken as
+    ``selectivity`` (default ``u.selectivity``) says: the paper's, or the selective variant
+    (``nullspace``, with ``u.energy``)."""
     if strategy not in STRATEGIES:
         raise ParamsError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
     cfg = slug.SearchConfig(u.target if target is None else target, u.max_evals, u.scale0,
@@ -341,7 +364,8 @@ def forget(strategy: str, model, reqs: Sequence[Request], retain: PairData, scor
     kw = {"rounds": rounds, "forget_grad": forget_grad} if strategy == "joint" else {}
     return (joint if strategy == "joint" else sequential)(
         model, reqs, retain, scorers, cfg, rank_cfg, batch_size=g.batch_size, exclude=g.exclude,
-        max_forget=g.max_forget, readable=readable, progress=progress, **kw)
+        max_forget=g.max_forget, readable=readable, progress=progress,
+        selectivity=slug.Selectivity(selectivity or u.selectivity, u.energy), **kw)
 
 
 def measure(model, tokenizer, x, sets_dir: str | Path, stack_dir: str | Path, preprocess

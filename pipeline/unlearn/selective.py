@@ -100,12 +100,32 @@ class Projection:
                 "skipped_layers": self.skipped}
 
 
+@dataclass
+class Projectors:
+    """Per tensor, the projector onto its retained inputs (``projectors``); one forward pass
+    serves every forget gradient projected with it (several concepts at once)."""
+    mats: dict[str, torch.Tensor]  # over each tensor's input dimension
+    kept: dict[str, int]
+    skipped: list[str]
+    rows: int
+    energy: float
+
+    def project(self, grads: dict[str, torch.Tensor]) -> Projection:
+        """``grads`` (a subset of the names given to ``projectors``) off their retained inputs;
+        the names without a projection are left out."""
+        steps = {n: project_step(n, g, self.mats[n].to(g.device, g.dtype))
+                 for n, g in grads.items() if n in self.mats}
+        return Projection(steps, {n: self.kept[n] for n in steps},
+                          {n: self.mats[n].shape[0] for n in steps},
+                          sorted(n for n in grads if n not in self.mats), self.rows, self.energy)
+
+
 @torch.no_grad()
-def project(model, grads: dict[str, torch.Tensor], retain: PairData, energy: float,
-            batch_size: int = 64) -> Projection:
-    """Project every tensor of ``grads`` off the span of its retained inputs (``retain``'s images
-    for the vision tower, its captions for the text tower), one forward pass per tower."""
-    sites = {n: _site(n) for n in grads}
+def projectors(model, names, retain: PairData, energy: float, batch_size: int = 64
+               ) -> Projectors:
+    """The projector of every tensor of ``names`` whose input is known here, from ``retain``'s
+    images (the vision tower) and captions (the text tower), one forward pass per tower."""
+    sites = {n: _site(n) for n in names}
     skipped = sorted(n for n, s in sites.items() if s is None)
     need = {n: s for n, s in sites.items() if s is not None}
     covs: dict[tuple, torch.Tensor] = {}
@@ -137,9 +157,12 @@ def project(model, grads: dict[str, torch.Tensor], retain: PairData, energy: flo
                 x = t.run(x, max(blocks, default=-1) + 1)
                 add((tw, "head", "proj"), t.pre_head(x, chunk))
     projs = {key: projector(c, energy) for key, c in covs.items()}
-    steps, kept, dims = {}, {}, {}
-    for n, s in need.items():
-        p, k = projs[s]
-        steps[n] = project_step(n, grads[n], p.to(grads[n].device, grads[n].dtype))
-        kept[n], dims[n] = k, p.shape[0]
-    return Projection(steps, kept, dims, skipped, len(retain.images), energy)
+    return Projectors({n: projs[s][0] for n, s in need.items()},
+                      {n: projs[s][1] for n, s in need.items()}, skipped, len(retain.images),
+                      energy)
+
+
+def project(model, grads: dict[str, torch.Tensor], retain: PairData, energy: float,
+            batch_size: int = 64) -> Projection:
+    """Project every tensor of ``grads`` off the span of its retained inputs (``projectors``)."""
+    return projectors(model, grads, retain, energy, batch_size).project(grads)

@@ -329,16 +329,19 @@ def search(model, grads: dict[str, torch.Tensor], layers: Sequence[str], scorer:
 
 
 def selective(model, grads: dict[str, torch.Tensor], layers: Sequence[str], data,
-              sel: Selectivity) -> tuple[dict[str, torch.Tensor], list[str], object | None]:
+              sel: Selectivity, projectors=None
+              ) -> tuple[dict[str, torch.Tensor], list[str], object | None]:
     """The forget gradients and layers the search takes under ``sel``: unchanged for ``none``;
     for ``nullspace``, each layer's gradient projected off its inputs from ``data`` (a
     ``PairData``: what the retain gradient was computed on, or a part of it), the layers without
-    a projection left out."""
+    a projection left out. ``projectors`` (``selective.projectors`` of ``data``, covering
+    ``layers``) saves the forward pass when several gradients are projected on the same data."""
     if sel.mode == "none":
         return grads, list(layers), None
     from . import selective as S
 
-    proj = S.project(model, {x: grads[x] for x in layers}, data, sel.energy)
+    pj = projectors or S.projectors(model, layers, data, sel.energy)
+    proj = pj.project({x: grads[x] for x in layers})
     kept = [x for x in layers if x in proj.steps]
     if not kept:
         raise DataError(f"unlearn.selectivity {sel.mode}: none of the ranked layers has a "
