@@ -3,6 +3,7 @@ the naive max-importance layer at its searched step, side by side."""
 
 from __future__ import annotations
 
+import sys
 import time
 
 import torch
@@ -27,8 +28,7 @@ def main(p: Params) -> None:
     patch = patch_mod.load(p.unlearn.out)
     patch_mod.check_base(model, patch)  # before any heavy work
     concept = read_concept(p.sets.out)
-    start = time.time()
-    d = p.data
+    start, d = time.time(), p.data
     x = eval_inputs(standard_sets(d.celeba, d.characters, d.imagenet, d.unlearncanvas,
                                   p.eval.templates), bundle, concept, p.sets.out,
                     p.sets.n_nonmembers > 0, d.celeba, e.frequent, e.imagenet_images, p.seed,
@@ -51,6 +51,9 @@ def main(p: Params) -> None:
     print(f"evaluate: forget top-1 {b['forget']['top1']:.3f} -> {a['forget']['top1']:.3f}, celeba "
           f"retain {b['celeba']['top1']:.3f} -> {a['celeba']['top1']:.3f}, imagenet "
           f"{b['imagenet']['top1']:.3f} -> {a['imagenet']['top1']:.3f}")
+    if "mia_skipped" in b:
+        print(f"warning: evaluate: membership inference skipped: {b['mia_skipped']}",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -359,6 +359,26 @@ def test_mia_on_hand_built_cosines():
     assert 0.35 < mean < 0.65  # indistinguishable: about chance
 
 
+def test_too_few_forget_test_pairs_skip_membership_inference_with_a_reason():
+    from pipeline.evaluate.mia import membership
+    from pipeline.evaluate.unlearning import delta
+
+    nonmembers, asked = np.linspace(0.0, 0.3, 20), []
+
+    def retain(n):
+        asked.append(n)
+        return np.linspace(0.5, 0.8, n)
+
+    few = membership(np.linspace(0.6, 0.9, 4), nonmembers, retain, seeds=2)
+    assert few == {"mia_skipped": "4 forget-test pairs and 20 non-members; membership "
+                                  "inference needs 5 of each"} and asked == []
+    enough = membership(np.linspace(0.6, 0.9, 5), nonmembers, retain, seeds=2)
+    assert enough["mia"]["mean"] > 0.9 and asked == [20]  # as many retain pairs as non-members
+    assert 0.0 <= enough["mia_efficacy"] <= 1.0
+    before = {"forget": {"top1": 1.0}, **few}
+    assert delta(before, {"forget": {"top1": 0.25}, **few}) == {"forget": {"top1": -0.75}}
+
+
 # ---------------------------------------------------------------------------- the canvas grid
 
 

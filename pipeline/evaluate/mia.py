@@ -14,9 +14,12 @@ Two questions, two numbers:
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 MEMBER, NONMEMBER = 1, 0
+MIA_MIN = 5  # members and non-members each, at least
 
 
 def mia_accuracy(members: np.ndarray, nonmembers: np.ndarray, seeds: int = 10, splits: int = 10,
@@ -27,8 +30,8 @@ def mia_accuracy(members: np.ndarray, nonmembers: np.ndarray, seeds: int = 10, s
 
     members, nonmembers = np.asarray(members, float), np.asarray(nonmembers, float)
     n = min(len(members), len(nonmembers))
-    if n < 5:
-        raise ValueError(f"MIA needs at least 5 members and 5 non-members, got {len(members)} "
+    if n < MIA_MIN:
+        raise ValueError(f"MIA needs at least {MIA_MIN} members and non-members, got {len(members)} "
                          f"and {len(nonmembers)}")
     scores = []
     for seed in range(seeds):
@@ -52,8 +55,8 @@ def membership_attacker(members: np.ndarray, nonmembers: np.ndarray):
     from sklearn.preprocessing import StandardScaler
 
     members, nonmembers = np.asarray(members, float), np.asarray(nonmembers, float)
-    if min(len(members), len(nonmembers)) < 5:
-        raise ValueError(f"the MIA attacker needs at least 5 members and 5 non-members, got "
+    if min(len(members), len(nonmembers)) < MIA_MIN:
+        raise ValueError(f"the MIA attacker needs at least {MIA_MIN} members and non-members, got "
                          f"{len(members)} and {len(nonmembers)}")
     x = np.concatenate([members, nonmembers])[:, None]
     y = np.r_[np.full(len(members), MEMBER), np.full(len(nonmembers), NONMEMBER)]
@@ -69,3 +72,21 @@ def mia_efficacy(members: np.ndarray, nonmembers: np.ndarray, forget: np.ndarray
         raise ValueError("MIA-efficacy needs at least one forget pair")
     clf = membership_attacker(members, nonmembers)
     return float(np.mean(clf.predict(forget[:, None]) == NONMEMBER))
+
+
+def membership(forget: np.ndarray, nonmembers: np.ndarray,
+               retain: Callable[[int], np.ndarray] | None, seeds: int) -> dict:
+    """The evaluation's membership numbers from the paired cosines: ``mia`` (``mia_accuracy`` of
+    the forget-test pairs against the non-members) and, given ``retain`` (n -> the first n retain
+    pairs' cosines), ``mia_efficacy``; a concept with too few forget-test pairs (or too few
+    non-members) gets ``mia_skipped``, saying why, instead of a failed evaluation."""
+    if min(len(forget), len(nonmembers)) < MIA_MIN:
+        return {"mia_skipped": f"{len(forget)} forget-test pairs and {len(nonmembers)} "
+                               f"non-members; membership inference needs {MIA_MIN} of each"}
+    mean, std = mia_accuracy(forget, nonmembers, seeds=seeds)
+    out = {"mia": {"mean": mean, "std": std}}
+    if retain is not None:  # SalUn's MIA-efficacy: as many retain pairs (members) as non-members
+        members = retain(len(nonmembers))
+        if len(members) >= MIA_MIN:
+            out["mia_efficacy"] = mia_efficacy(members, nonmembers, forget)
+    return out

@@ -18,7 +18,7 @@ import torch
 from .. import names
 from ..concept import Concept
 from ..datasets.pairs import PairData
-from .mia import mia_accuracy, mia_efficacy
+from .mia import membership
 from .sets import EvalSet, subsample
 from .stream import (
     BATCH_SIZE,
@@ -164,14 +164,9 @@ def evaluate(model, tokenizer, x: EvalInputs, mia_seeds: int = 10, cosines: bool
     bs = x.batch_size
     if x.nonmembers is not None:
         ncos = paired_cosine(model, tokenizer, x.nonmembers, bs)[0].cpu().numpy()
-        if len(ncos) >= 5:
-            mean, std = mia_accuracy(fcos.cpu().numpy(), ncos, seeds=mia_seeds)
-            out["mia"] = {"mean": mean, "std": std}
-            if x.retain is not None:  # SalUn's MIA-efficacy (mia.py): as many retain pairs
-                # (members; the first of the retain split) as there are non-members
-                rcos = paired_cosine(model, tokenizer, x.retain, bs, len(ncos))[0].cpu().numpy()
-                if len(rcos) >= 5:
-                    out["mia_efficacy"] = mia_efficacy(rcos, ncos, fcos.cpu().numpy())
+        retain = None if x.retain is None else \
+            (lambda n: paired_cosine(model, tokenizer, x.retain, bs, n)[0].cpu().numpy())
+        out.update(membership(fcos.cpu().numpy(), ncos, retain, mia_seeds))
     return out
 
 
@@ -191,9 +186,10 @@ def cosine_matrix(model, tokenizer, s: EvalSet, images: Images | torch.Tensor, p
 
 
 def delta(a: dict, b: dict) -> dict:
-    """``b - a`` for every number of two nested metric dicts of the same shape."""
+    """``b - a`` for every number of two nested metric dicts of the same shape (notes, strings,
+    left out)."""
     return {k: (delta(a[k], b[k]) if isinstance(a[k], dict) else
-                (None if a[k] is None else b[k] - a[k])) for k in a}
+                (None if a[k] is None else b[k] - a[k])) for k in a if not isinstance(a[k], str)}
 
 
 @dataclass
