@@ -151,6 +151,7 @@ class GradientsParams:
     retain: str = field(metadata=_choice(*RETAIN_SOURCES))
     exclude: list
     out: str = field(metadata=_path())
+    nproc: int = field(metadata=_range(1))  # processes of the stage's pass (pipeline.distributed)
 
 
 @dataclass

@@ -1,8 +1,8 @@
-"""Stage gradients: one pass over the forget-search and retain sets, each in two halves (the full
-gradient is their weighted sum: ``pipeline.unlearn.reliability``); per-layer statistics, with each
-half's importance and alignment; the forget gradients of the layers a ranking may pick
-(``slug.layers_to_store``), as safetensors. With ``gradients.retain: pool`` the retain gradient is
-the retain pool's, corrected for the concept's own pairs (``pipeline.unlearn.retain_pool``)."""
+"""Stage gradients: one pass over the forget-search and retain sets, each in two halves (their
+weighted sum is the full gradient: ``pipeline.unlearn.reliability``); per-layer statistics with
+each half's importance and alignment; the forget gradients a ranking may pick, as safetensors.
+``gradients.retain: pool``: the retain pool's gradient, corrected for the concept's own pairs.
+``gradients.nproc`` > 1: rerun under torchrun, batches shared out (``pipeline.distributed``)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import time
 
 import torch
 
+from pipeline import distributed as D
 from pipeline.entry import run
-from pipeline.io import atomic_dir, save_tensors, write_json
-from pipeline.models.factory import from_params
+from pipeline.models.factory import from_params, resolve_device
 from pipeline.models.structure import state_dict_hash
 from pipeline.params import Params
 from pipeline.sets.build import load_split, split_hashes
@@ -23,6 +23,12 @@ from pipeline.unlearn import workflow as W
 
 
 def main(p: Params) -> None:
+    D.relaunch(p.gradients.nproc, resolve_device(p.device))
+    with D.joined(resolve_device(p.device)):
+        gradients(p)
+
+
+def gradients(p: Params) -> None:  # every process; rank 0 writes
     torch.manual_seed(p.seed)
     bundle = from_params(p.model, p.device)
     sets = p.sets.out
@@ -34,20 +40,15 @@ def main(p: Params) -> None:
                      max_forget=p.gradients.max_forget)
     elapsed = time.time() - start
     pooled = getattr(retain, "last", None)  # a PoolRequest's cost
+    if not D.is_main():
+        return
     rows = R.stats_table(bundle.model, g, p.gradients.exclude)
     keep = slug.layers_to_store(rows)
-    with atomic_dir(p.gradients.out) as tmp:
-        save_tensors(tmp / W.GRADS, {k: g.forget[k] for k in keep})
-        write_json(tmp / W.LAYERS, rows)
-        write_json(tmp / "manifest.json", {
-            "model": {**bundle.describe(), "state_dict_sha256": state_dict_hash(bundle.model)},
-            "sign": "stored = grad of L_f = mean(1 - cos); unlearn with theta + lambda * grad, "
-                    "lambda > 0", "forget_loss": g.forget_loss, "retain_loss": g.retain_loss,
-            "n_forget": g.n_forget, "n_retain": g.n_retain, "halves": g.describe(),
-            "stored_layers": keep, "retain": p.gradients.retain,
-            "retain_pool": pooled and pooled.cost(),
-            "data": {**split_hashes(sets, ("forget_search",)), **data},
-            "time_s": round(elapsed, 2), "seed": p.seed})
+    W.save_gradients(
+        p.gradients.out, g, rows, keep, retain=p.gradients.retain,
+        model={**bundle.describe(), "state_dict_sha256": state_dict_hash(bundle.model)},
+        retain_pool=pooled and pooled.cost(), processes=D.rank_world()[1], seed=p.seed,
+        data={**split_hashes(sets, ("forget_search",)), **data}, time_s=round(elapsed, 2))
     if pooled:
         print(f"gradients: {pooled.line()}")
     print(f"gradients: {g.n_forget} forget / {g.n_retain} retain pairs in {elapsed:.1f}s; "

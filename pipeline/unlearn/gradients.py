@@ -2,7 +2,9 @@
 
 Gradients are summed batch by batch, each batch weighted by its size, so the result is the
 per-sample mean whatever the batch size (the reference gave a partial last batch full weight).
-Gradients are zeroed every batch (the reference's HF path did not, bug B3).
+Gradients are zeroed every batch (the reference's HF path did not, bug B3). Under a process group
+(``gradients.nproc``, ``pipeline.distributed``) each process takes whole batches of the same
+layout and the weighted sums are added across processes: the same mean, summed in another order.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from .. import distributed as D
 from ..datasets.pairs import PairData
 from ..errors import DataError, NumericalError
 from ..progress import progress
@@ -74,12 +77,14 @@ def mean_gradient(model, data: PairData, loss_kind: str, batch_size: int
         raise DataError("the retain set needs at least 2 pairs for a contrastive loss")
     sums = {k: torch.zeros_like(p, dtype=torch.float32) for k, p in model.named_parameters()}
     total = 0.0
-    for s, e in progress(batch_bounds(n, batch_size, loss_kind), desc=f"{loss_kind} gradient"):
+    mine = D.share(batch_bounds(n, batch_size, loss_kind))  # every batch, for one process
+    for s, e in progress(mine, desc=f"{loss_kind} gradient", disable=not D.is_main() or None):
         grads, loss = batch_gradient(model, data.images[s:e], data.tokens[s:e], loss_kind)
         w = (e - s) / n
         for k, g in grads.items():
             sums[k] += w * g
         total += w * loss
+    (total,) = D.all_sum(sums, total)
     check_finite(sums, loss_kind)
     return sums, total
 

@@ -30,6 +30,22 @@ SELECTION = "selection.json"
 TRACE = "search.json"
 
 
+def save_gradients(folder: str | Path, g, rows: list[dict], keep: list[str], **manifest) -> None:
+    """The gradient pass's folder, at once: the forget gradients of ``keep`` (safetensors), the
+    layer table ``rows``, and a manifest (the sign convention, the losses and sizes of ``g``, a
+    ``reliability.SplitGradients``, and ``manifest``)."""
+    from ..io import atomic_dir, save_tensors
+
+    with atomic_dir(folder) as tmp:
+        save_tensors(tmp / GRADS, {k: g.forget[k] for k in keep})
+        write_json(tmp / LAYERS, rows)
+        write_json(tmp / "manifest.json", {
+            "sign": "stored = grad of L_f = mean(1 - cos); unlearn with theta + lambda * grad, "
+                    "lambda > 0", "forget_loss": g.forget_loss, "retain_loss": g.retain_loss,
+            "n_forget": g.n_forget, "n_retain": g.n_retain, "halves": g.describe(),
+            "stored_layers": keep, **manifest})
+
+
 def read_layers(grads_dir: str | Path) -> list[dict]:
     path = Path(grads_dir) / LAYERS
     if not path.exists():
