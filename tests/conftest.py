@@ -57,10 +57,10 @@ def _shared_build(base: Path):
 @pytest.hookimpl(trylast=True)  # after pytest's own configure made the run's temporary folder
 def pytest_configure(config):
     """The whole suite (no paths, -k or -m given) starts the micro build before the workers
-    exist; the workers then run below it in priority (nice 5), since the end-to-end tests wait
+    exist; the workers then run below it in priority (nice 19), since the end-to-end tests wait
     for it. A selection starts the build only when one of its tests needs it (below)."""
     if WORKER:
-        os.nice(5)
+        os.nice(19)
         return
     whole = (config.args_source == pytest.Config.ArgsSource.TESTPATHS
              and not config.option.keyword and not config.option.markexpr)

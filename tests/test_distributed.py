@@ -1,45 +1,53 @@
 """The gradient pass on several processes (``gradients.nproc``, ``pipeline.distributed``): the
-gradients stage on the micro world, once in one process and once relaunched under torchrun as 2
-gloo processes, gives the same gradients (to 1e-6 relative), the same layer ranking and the same
-selection."""
+gradients stage on the micro world's shards (one as the forget split, one as the retain split,
+the tiny CLIP at seed 0), once in one process and once relaunched under torchrun as 2 gloo
+processes, gives the same gradients (to 1e-6 relative), the same layer ranking and the same
+selection. Unit-sized: it needs no micro repository, so it runs while that is built."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
+from pipeline.io import save_tensors
+from pipeline.sets.build import split_path
 from pipeline.unlearn import slug
 
-from .helpers import merge, run_module, write_params
-from .micro import MICRO_PARAMS
+from .helpers import make_params, run_module, write_params
 
-BATCH = 4  # several batches per half of each set, so that both processes take some
+ROOT = Path(__file__).resolve().parents[1]
+BATCH = 8  # several batches per half of each set, so that both processes take some
 
 
-def _pass(repo, tmp_path, nproc: int):
-    out = f"data/grads_{nproc}"
-    pfile = write_params(tmp_path / f"p{nproc}.yaml", merge(MICRO_PARAMS, {
-        "gradients": {"batch_size": BATCH, "nproc": nproc, "out": out}}))
-    ran = run_module("stages.gradients", env={"SLUG_PARAMS": str(pfile)}, cwd=repo)
+def _pass(root, nproc: int):
+    out = root / f"grads_{nproc}"
+    pfile = write_params(root / f"p{nproc}.yaml", {
+        "gradients": {"batch_size": BATCH, "nproc": nproc, "out": str(out)}})
+    # torchrun's processes import the stage from this repository, as DVC's would from its root
+    ran = run_module("stages.gradients", env={"SLUG_PARAMS": str(pfile), "PYTHONPATH": str(ROOT)},
+                     cwd=root)
     assert ran.returncode == 0, ran.stderr
-    folder = repo / out
-    return (load_file(str(folder / "forget_grads.safetensors")),
-            json.loads((folder / "layers.json").read_text()),
-            json.loads((folder / "manifest.json").read_text()))
+    return (load_file(str(out / "forget_grads.safetensors")),
+            json.loads((out / "layers.json").read_text()),
+            json.loads((out / "manifest.json").read_text()))
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_give_the_single_process_gradients_and_ranking(micro_repo, tmp_path):
-    repo = tmp_path / "repo"
-    shutil.copytree(micro_repo, repo, ignore=shutil.ignore_patterns(".git", "cache", "baselines",
-                                                                     "results"))
-    g1, rows1, m1 = _pass(repo, tmp_path, 1)
-    g2, rows2, m2 = _pass(repo, tmp_path, 2)
+def test_two_gloo_processes_give_the_single_process_gradients_and_ranking(micro_world, tiny,
+                                                                          tmp_path):
+    p = make_params()  # the default paths, under tmp_path
+    (tmp_path / p.sets.out).mkdir(parents=True)
+    for split, shard in (("forget_search", "00000"), ("retain", "00001")):
+        shutil.copy(micro_world / "laion" / f"{shard}.tar", split_path(tmp_path / p.sets.out, split))
+    save_tensors(tmp_path / p.model.pretrained, tiny.model.state_dict(), {"seed": "0"})
+    g1, rows1, m1 = _pass(tmp_path, 1)
+    g2, rows2, m2 = _pass(tmp_path, 2)
     assert (m1["processes"], m2["processes"]) == (1, 2)
-    assert m1["n_forget"] // BATCH >= 2 and m1["n_retain"] // BATCH >= 4
+    assert m1["n_forget"] // BATCH >= 4 and m1["n_retain"] // BATCH >= 4
     assert sorted(g1) == sorted(g2) and g1
     for k in g1:
         assert float((g2[k] - g1[k]).norm() / g1[k].norm()) <= 1e-6, k

@@ -112,33 +112,44 @@ def _readme_commands() -> list[str]:
 
 
 TRAINING = ("python3 dev.py", "dvc repro", "dvc exp run", "source ", "make ")
+# a cluster's or a queue's runs (their training): test_dvc_pipeline runs `slug sweep` on a local
+# Ray cluster, test_distributed the gradients stage with gradients.nproc 2
+SCALE_OUT = ("slug sweep", "dvc queue")
+
+
+def _paste(repo: Path, experiments: bool) -> list[tuple[str, str]]:
+    """Run, as printed, the README's non-training commands that name an experiment
+    (``experiments``) or those that do not; their outputs."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "1000"}
+    ran = []
+    for cmd in _readme_commands():
+        if cmd.startswith(TRAINING + SCALE_OUT) or "recipes/" in cmd:  # recipes: test above
+            continue
+        if "models/multi-stack" in cmd:  # the `three` experiment's stack: run as printed in
+            continue  # test_dvc_pipeline::test_several_concepts_at_once_reuse_what_dvc_cached
+        if bool(re.search(r"-man\b|^dvc exp show", cmd)) != experiments:
+            continue
+        proc = subprocess.run(cmd, shell=True, cwd=repo, env=env, capture_output=True,
+                              text=True, timeout=900)
+        assert proc.returncode == 0, f"{cmd}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+        ran.append((cmd, proc.stdout))
+    return ran
 
 
 @pytest.mark.slow
-def test_readme_commands_work_when_pasted(micro_repo, tmp_path):
-    """The non-training commands run as printed in the micro repository. The two experiments
+def test_readme_experiment_commands_work_when_pasted(micro_repo):
+    """The commands on experiments run as printed in the micro repository. The two experiments
     they name are made here cheaply (a rerun, and one with another cosine-figure size: evaluate
     and summary only); the README's own `dvc exp run` lines are training."""
     commands = _readme_commands()
-    assert any(c.startswith("slug review") for c in commands)
     names = re.findall(r"dvc exp run -n (\S+)", " ".join(commands))
     assert names == ["iron-man", "spider-man", "three"]
     sh("dvc", "exp", "run", "-n", names[0], cwd=micro_repo)
     sh("dvc", "exp", "run", "-n", names[1], "-S", "evaluate.matrix_images_per_class=2",
        cwd=micro_repo)
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "1000"}
-    ran = []
-    for cmd in commands:
-        if cmd.startswith(TRAINING) or "recipes/" in cmd:  # recipes: test above
-            continue
-        if "models/multi-stack" in cmd:  # the `three` experiment's stack: run as printed in
-            continue  # test_dvc_pipeline::test_several_concepts_at_once_reuse_what_dvc_cached
-        proc = subprocess.run(cmd, shell=True, cwd=micro_repo, env=env, capture_output=True,
-                              text=True, timeout=900)
-        assert proc.returncode == 0, f"{cmd}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
-        ran.append((cmd, proc.stdout))
-    assert len(ran) >= 6
-    shown = next(out for cmd, out in ran if cmd.startswith("dvc exp show"))
+    ran = _paste(micro_repo, experiments=True)
+    assert [c.split()[:2] for c, _ in ran] == [["dvc", "exp"], ["slug", "review"], ["dvc", "plots"]]
+    shown = ran[0][1]
     width = max(len(ln) for ln in shown.splitlines())
     assert width <= 200, f"dvc exp show is {width} columns wide:\n{shown}"
     rows = [ln for ln in shown.splitlines() if "[iron-man]" in ln or "[spider-man]" in ln]
@@ -152,6 +163,15 @@ def test_readme_commands_work_when_pasted(micro_repo, tmp_path):
     assert len(pngs) >= 6 and all(p.stat().st_size > 1000 for p in pngs)
     for link in re.findall(r"\]\(([^)]+\.png)\)", review):
         assert (micro_repo / "review" / link).exists(), link
+
+
+@pytest.mark.slow
+def test_readme_commands_work_when_pasted(micro_repo):
+    """The other non-training commands (checks, exports) run as printed in the micro
+    repository; the exported SD pipeline differs from the base by the patch alone."""
+    ran = _paste(micro_repo, experiments=False)
+    assert {" ".join(c.split()[:2]) for c, _ in ran} >= {"slug check", "slug export",
+                                                          "slug export-sd"}
     exported = json.loads((micro_repo / "unlearned" / "open_clip_config.json").read_text())
     assert "model_cfg" in exported
     from diffusers import StableDiffusionPipeline  # the exported pipeline: the patch, no more
