@@ -258,8 +258,8 @@ def multi(root: Path) -> str:
                      f"{first['imagenet_before']:.1f} → "
                      + both(run, lambda r: f"{r['imagenet_after']:.1f}"),
                      both(run, lambda r: f"{r['unlearn_s']:.0f}")])
-    return _md(["forgotten at once", f"worst forgotten, top-1 ({s})", f"CelebA retain ({s})",
-                f"ImageNet ({s})", f"time, s ({s})"], rows)
+    return _md([f"forgotten at once (each cell: {s})", "worst forgotten, top-1",
+                "CelebA retain", "ImageNet", "time, s"], rows)
 
 
 def multi_full(root: Path) -> str:
