@@ -121,13 +121,16 @@ def _paste(repo: Path, experiments: bool) -> list[tuple[str, str]]:
     """Run, as printed, the README's non-training commands that name an experiment
     (``experiments``) or those that do not; their outputs."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "1000"}
+    commands = _readme_commands()
+    names = set(re.findall(r"dvc exp run -n (\S+)", " ".join(commands)))
     ran = []
-    for cmd in _readme_commands():
+    for cmd in commands:
         if cmd.startswith(TRAINING + SCALE_OUT) or "recipes/" in cmd:  # recipes: test above
             continue
         if "models/multi-stack" in cmd:  # the `three` experiment's stack: run as printed in
             continue  # test_dvc_pipeline::test_several_concepts_at_once_reuse_what_dvc_cached
-        if bool(re.search(r"-man\b|^dvc exp show", cmd)) != experiments:
+        on_experiments = cmd.startswith("dvc exp show") or bool(names & set(cmd.split()))
+        if on_experiments != experiments:
             continue
         proc = subprocess.run(cmd, shell=True, cwd=repo, env=env, capture_output=True,
                               text=True, timeout=900)
